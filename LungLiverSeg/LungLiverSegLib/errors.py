@@ -1,0 +1,27 @@
+"""Errors a user can act on.
+
+Every front end (CLI, Python API, Slicer module) shows ``str(error)`` as a one-line message;
+a traceback is only for bugs. Messages name the file or field at fault and the fix.
+"""
+
+from __future__ import annotations
+
+
+class LungLiverSegError(Exception):
+    """Base class: an error caused by the input or the environment, not by a bug."""
+
+
+class InputImageError(LungLiverSegError):
+    """The input image cannot be segmented (missing, unreadable, wrong kind, empty, NaN...)."""
+
+
+class BundleError(LungLiverSegError):
+    """A model bundle is missing, corrupt, fails validation, or does not fit the task."""
+
+
+class OutOfMemoryRisk(LungLiverSegError):
+    """The memory preflight predicts the job would not fit; the message says what to do."""
+
+
+class Cancelled(LungLiverSegError):
+    """The user cancelled a long-running job."""

@@ -1,0 +1,85 @@
+"""Progress reporting with ETA, and cooperative cancellation from another thread.
+
+Long work takes a ``Progress`` object and calls ``step``/``update``; a ``CancelToken`` set
+from another thread (a GUI button, a signal handler) makes the next ``check`` raise
+``Cancelled``. Both are plain Python so the CLI, the Slicer subprocess and tests share them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import Cancelled
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One report: overall fraction done (0..1), a stage name and the estimated time left."""
+
+    fraction: float
+    stage: str
+    elapsed_s: float
+    eta_s: float | None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class CancelToken:
+    """Thread-safe cancel flag; ``check()`` raises ``Cancelled`` once ``cancel()`` was called."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("cancelled by the user")
+
+
+class Progress:
+    """Turns stage-local progress into overall fraction + ETA and forwards it to a callback.
+
+    Stages are given with weights (expected share of the run time) so that the overall
+    fraction moves smoothly; the ETA extrapolates from the elapsed time and the fraction.
+    """
+
+    def __init__(
+        self,
+        callback: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        stages: dict[str, float] | None = None,
+    ) -> None:
+        self.callback = callback
+        self.cancel = cancel or CancelToken()
+        weights = stages or {"work": 1.0}
+        total = sum(weights.values())
+        self._starts: dict[str, float] = {}
+        self._weights: dict[str, float] = {}
+        acc = 0.0
+        for name, weight in weights.items():
+            self._starts[name] = acc / total
+            self._weights[name] = weight / total
+            acc += weight
+        self._t0 = time.monotonic()
+        self.fraction = 0.0
+
+    def update(self, stage: str, stage_fraction: float) -> None:
+        """Report that ``stage`` is ``stage_fraction`` done; also a cancellation point."""
+        self.cancel.check()
+        start = self._starts.get(stage, self.fraction)
+        weight = self._weights.get(stage, 0.0)
+        self.fraction = max(self.fraction, min(1.0, start + weight * min(max(stage_fraction, 0.0), 1.0)))
+        elapsed = time.monotonic() - self._t0
+        eta = elapsed * (1.0 - self.fraction) / self.fraction if self.fraction > 0.02 else None
+        if self.callback is not None:
+            self.callback(ProgressEvent(self.fraction, stage, elapsed, eta))
