@@ -1,0 +1,30 @@
+"""What a label value means: segment name, colour and DICOM/SNOMED-CT terminology.
+
+A model bundle's label map is a ``dict[int, LabelInfo]``; the same objects name and colour the
+segments of a ``.seg.nrrd`` file and of a Slicer segmentation node, so label values never get
+shuffled between the model, the files and the scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CodeTriple = tuple[str, str, str]  # (coding scheme designator, code value, code meaning)
+
+ANATOMICAL_STRUCTURE: CodeTriple = ("SCT", "123037004", "Anatomical Structure")
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """One segment of a label map. ``color`` is RGB in 0..1."""
+
+    value: int
+    name: str
+    color: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    category: CodeTriple = ANATOMICAL_STRUCTURE
+    type: CodeTriple | None = None
+    modifier: CodeTriple | None = None
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+LabelMap = dict[int, LabelInfo]
