@@ -1,0 +1,46 @@
+"""One-call Python API, like TotalSegmentator's ``totalsegmentator(input, output)``.
+
+    from LungLiverSegLib.api import segment
+    labels = segment("ct.nii.gz", "lungs.seg.nrrd", model="lungs-ct-3d")
+
+Everything goes through ``inference.segment_image``; this module only adds file handling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .geometry import Image
+from .imageio import read_image, write_image, write_segmentation
+from .inference import LoadedModel, load_model, segment_image
+from .progress import Progress
+
+SEGMENTATION_SUFFIXES = (".seg.nrrd",)
+
+
+def segment(
+    input: str | Path | Image,
+    output: str | Path | None = None,
+    model: str | Path | LoadedModel = "lungs-ct-3d",
+    *,
+    device: str = "auto",
+    overlap: float | None = None,
+    series_uid: str | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Image:
+    """Segment one image (a file, a DICOM folder or an ``Image``); write ``output`` when given."""
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    image = input if isinstance(input, Image) else read_image(input, series_uid=series_uid)
+    labels = segment_image(image, loaded, overlap=overlap, progress=progress)
+    if output is not None:
+        save_labels(output, labels, loaded, overwrite=overwrite)
+    return labels
+
+
+def save_labels(path: str | Path, labels: Image, model: LoadedModel, *, overwrite: bool = False) -> Path:
+    """Write labels: ``.seg.nrrd`` gets the bundle's segment names/colours/terminology."""
+    if str(path).lower().endswith(SEGMENTATION_SUFFIXES):
+        return write_segmentation(path, labels, model.bundle.labels, overwrite=overwrite)
+    return write_image(path, labels, overwrite=overwrite)
+

@@ -1,0 +1,131 @@
+"""Preprocessing shared by inference and training, so that the two can never drift apart.
+
+A bundle's ``preprocessing`` section says what the network expects; ``prepare`` turns an
+``Image`` (and, for training, its label ``Image``) into the network's input tensor, and keeps
+what is needed to map the network's output back onto the input grid exactly.
+
+Volumes are handled as ``[k, j, i]`` arrays throughout; a 2D image is a volume with one slice.
+Resampling uses ``torch.nn.functional.interpolate`` with ``align_corners=False`` semantics (the
+field of view, i.e. the outer voxel edges, is preserved).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import geometry
+from .bundle import IntensitySpec, PreprocessingSpec
+from .geometry import Image
+
+
+@dataclass
+class PreparedImage:
+    """The network input and the bookkeeping to undo every step.
+
+    ``tensor`` is float32 ``[1, k, j, i]`` (channel first). ``oriented`` is the input after
+    reorientation (full grid); ``crop_box`` selects the body region of it that was resampled to
+    ``tensor``'s spatial shape; ``original_code`` is the input's orientation to return to.
+    """
+
+    tensor: torch.Tensor
+    oriented: Image
+    crop_box: tuple[slice, slice, slice]
+    original_code: str | None
+    label: torch.Tensor | None = None
+
+    @property
+    def crop_shape(self) -> tuple[int, int, int]:
+        return tuple(s.stop - s.start for s in self.crop_box)  # type: ignore[return-value]
+
+
+def as_volume(image: Image) -> Image:
+    """View a 2D image as a one-slice 3D volume so one code path serves both."""
+    if image.ndim == 3:
+        return image
+    direction = np.eye(3)
+    direction[:2, :2] = image.direction
+    return Image(
+        image.array[None, ...],
+        (*image.spacing, 1.0),
+        (*image.origin, 0.0),
+        direction,
+        dict(image.metadata),
+    )
+
+
+def normalize_intensity(array: torch.Tensor, spec: IntensitySpec) -> torch.Tensor:
+    """Map raw intensities to the network's range: a fixed window (CT HU) or per-image stats."""
+    if spec.type == "window":
+        return (array.clamp(spec.min, spec.max) - spec.min) / (spec.max - spec.min)
+    if spec.type == "minmax":
+        low, high = array.min(), array.max()
+        return (array - low) / (high - low).clamp_min(1e-6)
+    mean, std = array.mean(), array.std()
+    return (array - mean) / std.clamp_min(1e-6)
+
+
+def body_box(array: np.ndarray, threshold: float, margin_vox: tuple[int, int, int]) -> tuple[slice, ...]:
+    """Bounding box of voxels above ``threshold`` (the body in CT), grown by a margin.
+
+    Air around the patient is most of a CT's voxels; cropping it away first makes every later
+    step cheaper. When nothing is above the threshold the whole image is kept.
+    """
+    inside = array > threshold
+    if not inside.any():
+        return tuple(slice(0, n) for n in array.shape)
+    return geometry.bounding_box(inside, margin_vox)
+
+
+def target_shape(shape: tuple[int, int, int], spacing_kji: np.ndarray, spec: PreprocessingSpec) -> tuple:
+    """Array shape after resampling to the bundle's spacing, or after the 2D in-plane resize."""
+    if spec.resize_inplane is not None:
+        width, height = spec.resize_inplane
+        return (shape[0], int(height), int(width))
+    if spec.spacing is None:
+        return shape
+    wanted = np.asarray(spec.spacing, dtype=float)[::-1]
+    if wanted.size == 2:  # 2D model: resample in plane only
+        wanted = np.array([spacing_kji[0], *wanted])
+    return tuple(max(1, round(n * s / w)) for n, s, w in zip(shape, spacing_kji, wanted, strict=True))
+
+
+def resample(volume: torch.Tensor, shape: tuple[int, int, int], *, labels: bool = False) -> torch.Tensor:
+    """Resample ``[C, k, j, i]`` to ``shape``: linear for intensities, nearest for labels."""
+    if tuple(volume.shape[1:]) == tuple(shape):
+        return volume
+    mode = "nearest-exact" if labels else "trilinear"
+    kwargs = {} if labels else {"align_corners": False}
+    return F.interpolate(volume[None].float(), size=shape, mode=mode, **kwargs)[0]
+
+
+def prepare(image: Image, spec: PreprocessingSpec, label: Image | None = None) -> PreparedImage:
+    """Reorient, crop to the body, resample and normalise ``image`` as the bundle says."""
+    volume = as_volume(image)
+    original_code = None
+    if spec.orientation is not None:
+        original_code = geometry.orientation_code(volume)
+        volume = geometry.reorient(volume, spec.orientation)
+        if label is not None:
+            label = geometry.reorient(as_volume(label), spec.orientation)
+    spacing_kji = np.asarray(volume.spacing[::-1])
+    box = _crop_box(volume.array, spacing_kji, spec)
+    cropped = torch.from_numpy(np.ascontiguousarray(volume.array[box], dtype=np.float32))[None]
+    shape = target_shape(cropped.shape[1:], spacing_kji, spec)
+    tensor = normalize_intensity(resample(cropped, shape), spec.intensity)
+    label_tensor = None
+    if label is not None:
+        label_crop = torch.from_numpy(np.ascontiguousarray(as_volume(label).array[box]).astype(np.int64))
+        label_tensor = resample(label_crop[None], shape, labels=True)[0].long()
+    return PreparedImage(tensor.contiguous(), volume, box, original_code, label_tensor)
+
+
+def _crop_box(array: np.ndarray, spacing_kji: np.ndarray, spec: PreprocessingSpec) -> tuple[slice, ...]:
+    if spec.body_crop is None or spec.resize_inplane is not None:
+        return tuple(slice(0, n) for n in array.shape)
+    margin = tuple(int(np.ceil(spec.body_crop.margin_mm / s)) for s in spacing_kji)
+    return body_box(array, spec.body_crop.threshold, margin)
+
