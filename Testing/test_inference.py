@@ -1,0 +1,238 @@
+"""The one segmentation function: exact output geometry, 2D/3D paths, bad inputs, progress, cancel.
+
+The network here is a real torch module with known behaviour (a soft threshold on the
+normalised intensity), so the expected label image is known independently of the pipeline:
+every check compares against a mask computed directly on the input grid.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.spatial.transform import Rotation
+
+from LungLiverSegLib import geometry
+from LungLiverSegLib.bundle import (
+    ArchitectureSpec,
+    BodyCropSpec,
+    InferenceSpec,
+    IntensitySpec,
+    ModelBundle,
+    PostprocessingSpec,
+    PreprocessingSpec,
+)
+from LungLiverSegLib.errors import Cancelled, InputImageError, OutOfMemoryRisk
+from LungLiverSegLib.geometry import Image
+from LungLiverSegLib.inference import (
+    InputWarning,
+    LoadedModel,
+    probabilities_to_labels,
+    segment_image,
+)
+from LungLiverSegLib.labels import LabelInfo
+from LungLiverSegLib.memory import plan_execution
+from LungLiverSegLib.postprocess import postprocess_labels
+from LungLiverSegLib.progress import CancelToken, Progress
+
+BRIGHT_HU = 200.0
+
+
+class ThresholdNet(torch.nn.Module):
+    """Label 1 where the normalised intensity is above 0.5 (about -250 HU in the -1000..500 window)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        foreground = 40.0 * (x - 0.5)
+        return torch.cat([-foreground, foreground], dim=1)
+
+
+def make_bundle(dims: int = 3, **preprocessing) -> ModelBundle:
+    spacing = (2.0, 2.0, 3.0) if dims == 3 else None
+    prep = PreprocessingSpec(
+        orientation="RAS",
+        spacing=spacing,
+        intensity=IntensitySpec("window", -1000.0, 500.0),
+        body_crop=BodyCropSpec(-500.0, 10.0),
+    )
+    return ModelBundle(
+        name="threshold-test",
+        version="0.0.1",
+        title="threshold",
+        description="test network",
+        license="none",
+        modality="CT",
+        dims=dims,
+        in_channels=1,
+        architecture=ArchitectureSpec("UNet", {"channels": [4, 8], "strides": [2]}),
+        preprocessing=replace(prep, **preprocessing),
+        inference=InferenceSpec(patch_size=(32, 32, 16) if dims == 3 else (64, 64), overlap=0.25, batch_size=2),
+        labels={1: LabelInfo(1, "bright", (1.0, 0.0, 0.0))},
+        postprocessing=PostprocessingSpec(),
+    )
+
+
+def loaded(dims: int = 3, **preprocessing) -> LoadedModel:
+    return LoadedModel(make_bundle(dims, **preprocessing), ThresholdNet(), torch.device("cpu"))
+
+
+def oblique_direction() -> np.ndarray:
+    return Rotation.from_euler("xz", [25, 30], degrees=True).as_matrix()
+
+
+def ellipsoid_ct(size=(60, 50, 24), spacing=(0.9, 0.7, 2.5), direction=None, origin=(-20.0, 35.0, 10.0)) -> Image:
+    """Air with a bright ellipsoid off centre, defined in physical space (so any grid sees the same object)."""
+    direction = np.eye(3) if direction is None else direction
+    template = Image(np.zeros(size[::-1], np.int16), spacing, origin, direction)
+    points = _physical_points(template)
+    centre = np.asarray(origin) + direction @ (np.asarray(spacing) * np.asarray(size) * np.array([0.4, 0.55, 0.5]))
+    inside = (((points - centre) / np.array([14.0, 10.0, 18.0])) ** 2).sum(-1) <= 1.0
+    return template.with_array(np.where(inside, BRIGHT_HU, -1000.0).astype(np.int16))
+
+
+def _physical_points(image: Image) -> np.ndarray:
+    k, j, i = np.meshgrid(*[np.arange(n) for n in image.array.shape], indexing="ij")
+    ijk = np.stack([i, j, k], axis=-1).astype(float)
+    return np.asarray(image.origin) + (ijk * np.asarray(image.spacing)) @ image.direction.T
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+@pytest.mark.parametrize(
+    "direction",
+    [np.eye(3), np.diag([-1.0, -1.0, 1.0]), np.diag([1.0, -1.0, -1.0]), oblique_direction()],
+    ids=["LPS", "RAS-flipped", "LAI-flipped", "oblique"],
+)
+def test_output_is_on_the_exact_input_grid_and_in_the_right_place(direction):
+    image = ellipsoid_ct(direction=direction)
+    labels = segment_image(image, loaded())
+    assert labels.array.shape == image.array.shape
+    assert labels.array.dtype == np.uint8
+    assert labels.spacing == image.spacing and labels.origin == image.origin
+    np.testing.assert_array_equal(labels.direction, image.direction)
+    expected = image.array > 0
+    # Resampling to 2x2x3 mm and back blurs only the boundary voxels.
+    assert dice(labels.array == 1, expected) > 0.95
+    assert set(np.unique(labels.array)) <= {0, 1}
+
+
+def test_flipped_copy_of_the_same_scan_gives_the_same_physical_labels():
+    image = ellipsoid_ct()
+    flipped = geometry.reorient(image, "RAI")
+    labels = segment_image(image, loaded())
+    labels_flipped = segment_image(flipped, loaded())
+    back = geometry.reorient(labels_flipped, geometry.orientation_code(image))
+    np.testing.assert_array_equal(back.array, labels.array)
+
+
+def test_no_resampling_reproduces_the_threshold_exactly():
+    image = ellipsoid_ct(spacing=(2.0, 2.0, 3.0))
+    labels = segment_image(image, loaded(orientation=None))
+    np.testing.assert_array_equal(labels.array, (image.array > 0).astype(np.uint8))
+
+
+def test_2d_model_runs_slice_by_slice_on_a_volume_and_on_a_2d_image():
+    image = ellipsoid_ct()
+    model = loaded(dims=2, orientation="LPS", resize_inplane=(48, 40))
+    labels = segment_image(image, model)
+    assert labels.array.shape == image.array.shape
+    assert dice(labels.array == 1, image.array > 0) > 0.9
+    plane = image.array[12].astype(np.float32)
+    picture = Image(plane, (0.7, 0.7), (0.0, 0.0))
+    labels_2d = segment_image(picture, loaded(dims=2, orientation=None, body_crop=None))
+    assert labels_2d.ndim == 2 and labels_2d.array.shape == plane.shape
+    np.testing.assert_array_equal(labels_2d.array, (plane > 0).astype(np.uint8))
+
+
+def test_separable_label_resampling_matches_trilinear_interpolation():
+    generator = torch.Generator().manual_seed(0)
+    probabilities = torch.softmax(torch.randn(3, 7, 9, 11, generator=generator), dim=0)
+    shape = (20, 17, 30)
+    reference = F.interpolate(probabilities[None], size=shape, mode="trilinear", align_corners=False)[0]
+    expected = reference.argmax(0).numpy().astype(np.uint8)
+    np.testing.assert_array_equal(probabilities_to_labels(probabilities, shape), expected)
+
+
+@pytest.mark.parametrize(
+    ("make_image", "message"),
+    [
+        (lambda: Image(np.zeros((5, 6, 3), np.uint8), (1.0, 1.0), (0.0, 0.0)), "colour"),
+        (lambda: Image(np.zeros((8, 8), np.int16) + np.eye(8, dtype=np.int16), (1.0, 1.0), (0.0, 0.0)), "2D image"),
+        (lambda: ellipsoid_ct().with_array(np.full((24, 50, 60), -1000, np.int16)), "constant"),
+        (lambda: ellipsoid_ct().with_array(np.where(np.eye(60)[None, :50, :] > 0, np.nan, 0.0)), "NaN"),
+        (lambda: Image(np.zeros((0, 4, 4), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), "empty"),
+        (lambda: Image(np.zeros((2, 3, 4, 5), np.int16), (1.0,) * 4, (0.0,) * 4), "time series"),
+    ],
+    ids=["rgb", "2d-to-3d-model", "constant", "nan", "empty", "4d"],
+)
+def test_bad_inputs_get_one_line_errors(make_image, message):
+    image = make_image()
+    image.metadata["source_path"] = "case.nii.gz"
+    with pytest.raises(InputImageError, match=message) as error:
+        segment_image(image, loaded())
+    assert "case.nii.gz" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_mr_input_warns_instead_of_pretending():
+    image = ellipsoid_ct()
+    image.metadata["modality"] = "MR"
+    with pytest.warns(InputWarning, match="MR"):
+        segment_image(image, loaded())
+
+
+def test_progress_is_monotonic_ends_at_one_and_has_an_eta():
+    events = []
+    segment_image(ellipsoid_ct(), loaded(), progress=Progress(events.append, stages={"preprocess": 1, "network": 8,
+                                                                                      "postprocess": 1}))
+    fractions = [event.fraction for event in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(event.stage == "network" for event in events)
+    assert events[-1].eta_s is not None and events[-1].eta_s == pytest.approx(0.0, abs=1e-6)
+
+
+def test_cancel_from_another_thread_stops_the_run():
+    token = CancelToken()
+    network_started, cancelled = threading.Event(), threading.Event()
+
+    def on_progress(event):
+        if event.stage == "network":
+            network_started.set()
+            cancelled.wait(10)  # hold the worker until the other thread has pressed Cancel
+
+    def press_cancel():
+        network_started.wait(10)
+        token.cancel()
+        cancelled.set()
+
+    canceller = threading.Thread(target=press_cancel)
+    canceller.start()
+    progress = Progress(on_progress, token, {"preprocess": 1, "network": 8, "postprocess": 1})
+    with pytest.raises(Cancelled):
+        segment_image(ellipsoid_ct(size=(120, 100, 48)), loaded(), progress=progress)
+    canceller.join()
+    assert token.cancelled
+
+
+def test_memory_preflight_refuses_what_cannot_fit_with_advice():
+    bundle = make_bundle()
+    with pytest.raises(OutOfMemoryRisk, match="crop"):
+        plan_execution((20000, 4096, 4096), 2, 10**9, bundle, torch.device("cpu"), 2)
+    plan = plan_execution((154, 512, 512), 2, 200 * 150 * 154, bundle, torch.device("cpu"), 2)
+    assert plan.batch_size == 2 and plan.peak_ram_bytes < 2 * 1024**3
+
+
+def test_postprocessing_keeps_largest_component_and_fills_holes_without_stealing():
+    labels = np.zeros((9, 12, 12), np.uint8)
+    labels[1:8, 1:8, 1:8] = 1
+    labels[4, 4, 4] = 0  # a hole in the organ
+    labels[3, 3, 3] = 2  # another structure inside it: must survive hole filling
+    labels[1, 10, 10] = 1  # a speck far away
+    spec = PostprocessingSpec(largest_component=(1,), fill_holes=(1,))
+    cleaned = postprocess_labels(labels.copy(), (1.0, 1.0, 1.0), spec)
+    assert cleaned[4, 4, 4] == 1 and cleaned[3, 3, 3] == 2 and cleaned[1, 10, 10] == 0
+    assert (cleaned == 1).sum() == 7**3 - 1

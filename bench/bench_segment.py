@@ -1,0 +1,162 @@
+"""End-to-end segmentation time: `lunglivseg segment` vs the straightforward MONAI pipeline.
+
+Both run the same network with the same weights on the same CT, each in its own process (so
+that peak RSS is each pipeline's own), in one invocation of this script:
+
+* ours: ``LungLiverSegLib.api.segment`` (read, reorient, body crop, torch resampling, sliding
+  window, separable label-aware return, postprocessing, atomic write);
+* baseline: LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, ScaleIntensityRanged,
+  sliding_window_inference, Invertd, AsDiscreted, SaveImage (MONAI's documented recipe).
+
+It prints both wall times, the ratio, both peak RSS values and the Dice between the two outputs.
+``--large`` instead segments a generated 512x512x1000 CT to show it fits in memory.
+
+    python bench/bench_segment.py --model lungs-ct-3d --image ../shared/data/ct_lung_lctsc_full/Case_000_ct.nii.gz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "ct_lung_lctsc_full" / "Case_000_ct.nii.gz"
+
+
+def run_ours(image: str, model: str, output: str, threads: int) -> dict:
+    from LungLiverSegLib.api import segment
+    from LungLiverSegLib.inference import load_model
+
+    start = time.perf_counter()
+    loaded = load_model(model, "cpu", threads)
+    segment(image, output, loaded, overwrite=True)
+    return {"seconds": time.perf_counter() - start}
+
+
+def run_monai(image: str, model: str, output: str, threads: int) -> dict:
+    import torch
+    from monai.inferers import sliding_window_inference
+    from monai.transforms import (
+        AsDiscreted,
+        Compose,
+        EnsureChannelFirstd,
+        Invertd,
+        LoadImaged,
+        Orientationd,
+        SaveImage,
+        ScaleIntensityRanged,
+        Spacingd,
+    )
+
+    from LungLiverSegLib.catalogue import find_model
+    from LungLiverSegLib.inference import load_model
+
+    start = time.perf_counter()
+    torch.set_num_threads(threads)
+    bundle = find_model(model)
+    network = load_model(bundle, "cpu").network
+    prep = bundle.preprocessing
+    pre = Compose([
+        LoadImaged("image"),
+        EnsureChannelFirstd("image"),
+        Orientationd("image", axcodes=prep.orientation),
+        Spacingd("image", pixdim=prep.spacing, mode="bilinear"),
+        ScaleIntensityRanged("image", a_min=prep.intensity.min, a_max=prep.intensity.max, b_min=0.0, b_max=1.0,
+                             clip=True),
+    ])
+    post = Compose([
+        Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False, to_tensor=True),
+        AsDiscreted("pred", argmax=True),
+    ])
+    data = pre({"image": image})
+    with torch.inference_mode():
+        logits = sliding_window_inference(data["image"][None], bundle.inference.patch_size, bundle.inference.batch_size,
+                                          network, overlap=bundle.inference.overlap, mode="gaussian")
+    data["pred"] = torch.softmax(logits, 1)[0]
+    data["pred"].applied_operations = data["image"].applied_operations
+    data["pred"].meta = data["image"].meta
+    result = post(data)
+    saver = SaveImage(output_dir=str(Path(output).parent), output_postfix="", separate_folder=False,
+                      output_dtype=np.uint8, resample=False)
+    saver(result["pred"].to(torch.uint8), meta_data={**result["pred"].meta, "filename_or_obj": output})
+    return {"seconds": time.perf_counter() - start}
+
+
+def child(args: argparse.Namespace) -> None:
+    runner = run_ours if args.child == "ours" else run_monai
+    result = runner(args.image, args.model, args.output, args.threads)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def in_child(which: str, image: str, model: str, output: str, threads: int) -> dict:
+    command = [sys.executable, __file__, "--child", which, "--image", image, "--model", model,
+               "--output", output, "--threads", str(threads)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"{which} pipeline failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def compare(args: argparse.Namespace) -> None:
+    from LungLiverSegLib.imageio import read_image
+    from LungLiverSegLib.metrics import dice
+
+    with tempfile.TemporaryDirectory() as folder:
+        ours_path, monai_path = f"{folder}/ours.nii.gz", f"{folder}/monai.nii.gz"
+        ours = in_child("ours", args.image, args.model, ours_path, args.threads)
+        monai = in_child("monai", args.image, args.model, monai_path, args.threads)
+        a, b = read_image(ours_path), read_image(monai_path)
+        values = sorted(set(np.unique(a.array)) | set(np.unique(b.array)) - {0})
+        agreement = {int(v): round(dice(a.array == v, b.array == v), 4) for v in values if v}
+    print(f"image: {args.image}  model: {args.model}  threads: {args.threads}")
+    print(f"lunglivseg segment : {ours['seconds']:7.2f} s   peak RSS {ours['peak_rss_mb']:7.0f} MB")
+    print(f"MONAI pipeline     : {monai['seconds']:7.2f} s   peak RSS {monai['peak_rss_mb']:7.0f} MB")
+    print(f"speed-up (MONAI / ours): {monai['seconds'] / ours['seconds']:.2f}x")
+    print(f"Dice between the two outputs per label: {agreement}")
+
+
+def large(args: argparse.Namespace) -> None:
+    from LungLiverSegLib.geometry import Image
+    from LungLiverSegLib.imageio import write_image
+
+    with tempfile.TemporaryDirectory() as folder:
+        array = np.full((1000, 512, 512), -1000, np.int16)
+        zz, yy, xx = np.ogrid[:1000, :512, :512]
+        body = ((yy - 256) / 200.0) ** 2 + ((xx - 256) / 240.0) ** 2 <= 1.0
+        array[:, body[0]] = 40
+        lungs = (((yy - 230) / 120.0) ** 2 + ((np.abs(xx - 256) - 100) / 80.0) ** 2 <= 1.0) & (zz < 600)
+        array[lungs] = -850
+        path = write_image(f"{folder}/large_ct.nii.gz", Image(array, (0.7, 0.7, 0.5), (0.0, 0.0, 0.0)))
+        del array, lungs
+        result = in_child("ours", str(path), args.model, f"{folder}/large_seg.nii.gz", args.threads)
+    print(f"512x512x1000 CT: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB (no out-of-memory)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=str(DEFAULT_IMAGE))
+    parser.add_argument("--model", default="lungs-ct-3d")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--large", action="store_true", help="segment a generated 512x512x1000 CT")
+    parser.add_argument("--child", choices=("ours", "monai"), help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+    elif args.large:
+        large(args)
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()
