@@ -314,6 +314,12 @@ def mask_metrics(
     }
 
 
+def absent_label_metrics(tolerances_mm: Sequence[float] = (1.0, 2.0)) -> dict[str, float]:
+    """Policy values for a label absent from both maps (Dice 1, NSD 1, distances 0, volumes 0)."""
+    nothing = np.zeros((1, 1), bool)
+    return mask_metrics(nothing, nothing, (1.0, 1.0), tolerances_mm)
+
+
 def default_label_name(value: int) -> str:
     """Name used for a label value that the caller did not name."""
     return f"label_{value}"
