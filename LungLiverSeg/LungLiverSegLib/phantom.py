@@ -290,7 +290,7 @@ def _liver(grid: _Grid, body_radii: np.ndarray, right_dome: _Dome, vary: Vary) -
     """Right upper abdomen, its top moulded to the underside of the right hemidiaphragm."""
     half_z = grid.half_extent[2]
     centre = np.array([-0.35 * body_radii[0] * vary(), -0.05 * body_radii[1], -0.4 * half_z * vary()])
-    semi = np.array([0.6 * body_radii[0], 0.72 * body_radii[1], 0.5 * half_z]) * vary()
+    semi = np.array([0.65 * body_radii[0], 0.75 * body_radii[1], 0.55 * half_z]) * vary()
     return grid.ellipsoid(centre, semi) & (grid.z < right_dome.height(grid) - DIAPHRAGM_MM)
 
 
