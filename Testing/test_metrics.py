@@ -161,6 +161,7 @@ def test_dice_and_jaccard_hand_computed():
     assert metrics.jaccard(pred, gt) == pytest.approx(2 / 5)
     assert metrics.dice(pred, pred) == 1.0
     assert metrics.jaccard(pred, ~pred) == 0.0
+    assert metrics.dice(pred.astype(np.uint8) * 2, gt.astype(np.uint8)) == pytest.approx(2 * 2 / 7)
 
 
 def empty_and_blob(which_empty: str) -> tuple[np.ndarray, np.ndarray]:

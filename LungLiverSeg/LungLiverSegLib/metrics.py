@@ -20,8 +20,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import numpy as np
@@ -122,13 +123,15 @@ class AverageSurfaceDistance(NamedTuple):
 
 
 def dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Dice = 2|P & G| / (|P| + |G|); 1 when both masks are empty (policy)."""
+    """Dice = 2|P & G| / (|P| + |G|); 1 when both masks are empty (policy). Non-zero = inside."""
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
     total = int(np.count_nonzero(pred)) + int(np.count_nonzero(gt))
     return 1.0 if total == 0 else 2.0 * np.count_nonzero(pred & gt) / total
 
 
 def jaccard(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Jaccard = |P & G| / |P | G|; 1 when both masks are empty (policy)."""
+    """Jaccard = |P & G| / |P | G|; 1 when both masks are empty (policy). Non-zero = inside."""
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
     union = int(np.count_nonzero(pred | gt))
     return 1.0 if union == 0 else np.count_nonzero(pred & gt) / union
 
@@ -210,8 +213,9 @@ def surface_distances(
     area_table = surfel_area_table_3d(spacing) if pred.ndim == 3 else contour_length_table_2d(spacing)
     pred_surfels, pred_areas = _surfels(pred[box], area_table)
     gt_surfels, gt_areas = _surfels(gt[box], area_table)
-    pred_to_gt = _distances_to(gt_surfels, spacing)[pred_surfels]
-    gt_to_pred = _distances_to(pred_surfels, spacing)[gt_surfels]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # scipy's EDT releases the GIL: ~2x faster
+        to_gt, to_pred = pool.map(partial(_distances_to, spacing=spacing), (gt_surfels, pred_surfels))
+    pred_to_gt, gt_to_pred = to_gt[pred_surfels], to_pred[gt_surfels]
     return SurfaceDistances(
         *_sorted_by_distance(pred_to_gt, pred_areas), *_sorted_by_distance(gt_to_pred, gt_areas)
     )
