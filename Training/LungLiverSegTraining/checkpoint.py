@@ -1,0 +1,61 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint holds the model, optimiser, scheduler and GradScaler state, the RNG states of
+torch (CPU and CUDA), numpy and Python, the epoch and the history. It is written to a temporary
+file and renamed (``os.replace``), so a crash mid-write never destroys the previous checkpoint.
+Everything in it is a tensor or a plain Python value, so it loads with ``weights_only=True``:
+no pickle is ever executed, even for our own files.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import TrainingConfigError
+
+LAST = "checkpoint_last.pt"
+BEST = "checkpoint_best.pt"
+
+
+def rng_states() -> dict[str, Any]:
+    """RNG states in a ``weights_only``-loadable form (numpy's key array becomes a tensor)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically: a temporary file in the same folder, then ``os.replace``."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint`` (tensors only, no pickle)."""
+    if not path.is_file():
+        raise TrainingConfigError(f"{path}: no checkpoint to resume from (train without --resume first)")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError) as error:
+        raise TrainingConfigError(f"{path}: cannot read the checkpoint: {error}") from error

@@ -1,0 +1,98 @@
+"""The end product of training: a complete model bundle with provenance and a model card.
+
+The bundle is written by the core's ``save_bundle`` (the only writer of the format), so
+``lunglivseg segment --model <out>/bundle/<name>-v<version>`` uses it as is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from LungLiverSegLib.bundle import ModelBundle, model_card, save_bundle
+
+from .config import TrainingConfig, config_to_json
+from .datasets import Split
+from .distributed import DistributedContext
+
+GIT_TIMEOUT_S = 5
+
+
+def git_revision() -> str:
+    """The commit of the training code (``git rev-parse HEAD``), or "unknown" outside a checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def hardware_description(device: torch.device, context: DistributedContext) -> str:
+    """CPU, GPU (when used) and process count, for the model card's "hardware and time"."""
+    cpu = f"{platform.machine()} {os.cpu_count()} CPU cores"
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return f"{cpu}{gpu}, {context.world_size} training process(es), torch {torch.__version__}"
+
+
+def provenance(
+    *,
+    dataset: Path,
+    split: Split,
+    config: TrainingConfig,
+    command: str,
+    hardware: str,
+    training_time_s: float,
+    best_epoch: int,
+) -> dict[str, Any]:
+    return {
+        "dataset": str(dataset.resolve()),
+        "split": f"{len(split.train)} training / {len(split.val)} validation cases, {split.source}; "
+        f"validation cases: {', '.join(split.val)}",
+        "epochs": config.epochs,
+        "best_epoch": best_epoch,
+        "seed": config.seed,
+        "git_revision": git_revision(),
+        "command": command,
+        "hardware": hardware,
+        "training_time_s": round(training_time_s, 1),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def export_bundle(
+    out: Path,
+    template: ModelBundle,
+    state_dict: Mapping[str, torch.Tensor],
+    config: TrainingConfig,
+    provenance_fields: dict[str, Any],
+    validation: dict[str, Any],
+) -> Path:
+    """Write ``<out>/bundle/<name>-v<version>/`` (replacing an earlier export of this run)."""
+    bundle = replace(template, provenance=provenance_fields, validation=validation)
+    folder = out / "bundle" / f"{bundle.name}-v{bundle.version}"
+    return save_bundle(folder, bundle, state_dict, training_card(bundle, config), overwrite=True)
+
+
+def training_card(bundle: ModelBundle, config: TrainingConfig) -> str:
+    """The generated model card plus what only training knows: notes and the full configuration."""
+    notes = f"{config.card_notes}\n\n" if config.card_notes else ""
+    configuration = json.dumps(config_to_json(config), indent=2)
+    return (
+        f"{model_card(bundle)}\n## Training\n\n{notes}Reproduce with the command under Provenance; "
+        f"the training configuration was:\n\n```json\n{configuration}\n```\n"
+    )

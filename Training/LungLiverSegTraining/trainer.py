@@ -1,0 +1,379 @@
+"""The training loop: DiceCE on random patches, AdamW with warm-up + cosine, AMP on CUDA,
+validation through the core, atomic best/last checkpoints, exact resume, DDP under torchrun.
+
+``train(TrainOptions(...))`` is what ``lunglivseg train`` calls; tests and the Slicer module
+call it directly (with an event callback and a cancel token).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from LungLiverSegLib.bundle import ModelBundle, load_bundle, load_network
+from LungLiverSegLib.inference import resolve_device
+from LungLiverSegLib.networks import build_network
+from LungLiverSegLib.progress import CancelToken
+from monai.losses import DiceCELoss
+from monai.utils import set_determinism
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from . import checkpoint as ckpt
+from .config import TrainingConfig, config_from_json, config_to_json
+from .data import PatchDataset, augmentation, concatenate_samples, prepare_case
+from .datasets import Dataset, Split, label_lookup, load_case, make_split, open_dataset, split_from_json
+from .distributed import (
+    DistributedContext,
+    barrier,
+    init_distributed,
+    rank_device,
+    shutdown,
+    sum_across_ranks,
+)
+from .errors import TrainingConfigError
+from .export import export_bundle, hardware_description, provenance
+from .reporting import EventCallback, Reporter, write_curves
+from .schedule import warmup_cosine
+from .validation import ValidationCase, validate
+
+SPLIT_FILE = "split.json"
+CURVES_FILE = "curves.png"
+
+
+@dataclass
+class TrainOptions:
+    """One training job. ``config`` may be None only with ``resume`` (the run's own is reused)."""
+
+    dataset: Path
+    out: Path
+    config: TrainingConfig | None = None
+    resume: bool = False
+    init_from: Path | None = None
+    device: str = "auto"
+    epochs: int | None = None
+    seed: int | None = None
+    progress: str = "none"
+    callback: EventCallback | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+    command: str = "LungLiverSegTraining.trainer.train (Python)"
+
+
+@dataclass
+class TrainResult:
+    bundle_folder: Path
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_mean_dice: float
+    training_time_s: float
+
+
+@dataclass
+class Run:
+    """Everything that evolves during training (and goes into a checkpoint)."""
+
+    network: torch.nn.Module
+    model: torch.nn.Module  # ``network``, wrapped in DDP when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_mean_dice: float = -1.0
+    best_epoch: int = 0
+    training_time_s: float = 0.0
+
+    def state(self, config: TrainingConfig, epoch: int) -> dict[str, Any]:
+        return {
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_states(),
+            "epoch": epoch,
+            "history": self.history,
+            "best_mean_dice": self.best_mean_dice,
+            "best_epoch": self.best_epoch,
+            "training_time_s": self.training_time_s,
+            "config": json.dumps(config_to_json(config)),
+        }
+
+    def restore(self, state: dict[str, Any]) -> int:
+        """Load a checkpoint's state; return the epoch it ended."""
+        self.network.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.restore_rng_states(state["rng"])
+        self.history = list(state["history"])
+        self.best_mean_dice, self.best_epoch = state["best_mean_dice"], state["best_epoch"]
+        self.training_time_s = state["training_time_s"]
+        return int(state["epoch"])
+
+
+def train(options: TrainOptions) -> TrainResult:
+    """Run (or resume) one training job and export its best model as a bundle."""
+    device = resolve_device(options.device)
+    context = init_distributed(device)
+    try:
+        return _train(options, rank_device(device, context), context)
+    finally:
+        shutdown(context)
+
+
+def _train(options: TrainOptions, device: torch.device, context: DistributedContext) -> TrainResult:
+    saved = _prepare_out_folder(options, device)
+    config = _effective_config(options, saved)
+    set_determinism(seed=config.seed)
+    dataset = open_dataset(options.dataset, config)
+    split = _split(options, dataset, config, context)
+    template, network = _network(config, options.init_from, device)
+    lookup = label_lookup(dataset, config)
+    by_id = {case.case_id: case for case in dataset.cases}
+    cached = [prepare_case(*load_case(by_id[case_id], lookup), config) for case_id in split.train]
+    val_cases = [ValidationCase(case_id, *load_case(by_id[case_id], lookup)) for case_id in split.val]
+    patches = PatchDataset(cached, augmentation(config), config.seed)
+    loader, sampler, generator = _loader(patches, config, context)
+    run = _run(network, config, len(loader), device, context)
+    start_epoch = run.restore(saved) + 1 if saved is not None else 1
+    reporter = Reporter(
+        options.progress if context.is_main else "none",
+        config.epochs * len(loader),
+        (start_epoch - 1) * len(loader),
+        options.callback if context.is_main else None,
+        options.out / "tensorboard" if context.is_main else None,
+    )
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.monotonic()
+        patches.set_epoch(epoch)
+        generator.manual_seed(config.seed + epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        loss = _train_epoch(run, loader, loss_function, epoch, device, context, reporter, options.cancel)
+        record = {"epoch": epoch, "loss": loss, "lr": run.scheduler.get_last_lr()[0], "val": None}
+        if epoch % config.validate_every == 0 or epoch == config.epochs:
+            record["val"] = validate(run.network, template, val_cases, device, context)
+        run.training_time_s += time.monotonic() - started
+        _end_epoch(run, record, config, options.out, context, reporter)
+    return _finish(run, options, config, template, dataset, split, device, context, reporter)
+
+
+def _prepare_out_folder(options: TrainOptions, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None; refuse to overwrite an earlier run by accident."""
+    last = options.out / ckpt.LAST
+    if options.resume:
+        return ckpt.load_checkpoint(last, device)
+    if last.exists():
+        raise TrainingConfigError(
+            f"{options.out} already holds a training run; use --resume to continue it or choose another --out"
+        )
+    if options.config is None:
+        raise TrainingConfigError("--config is required (except with --resume)")
+    options.out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _effective_config(options: TrainOptions, saved: dict[str, Any] | None) -> TrainingConfig:
+    config = options.config if saved is None else config_from_json(json.loads(saved["config"]), "checkpoint")
+    if saved is not None and options.seed is not None and options.seed != config.seed:
+        raise TrainingConfigError(f"--seed {options.seed} differs from the resumed run's seed {config.seed}")
+    overrides = {
+        key: value for key, value in (("epochs", options.epochs), ("seed", options.seed)) if value is not None
+    }
+    return replace(config, **overrides).validate()
+
+
+def _split(
+    options: TrainOptions, dataset: Dataset, config: TrainingConfig, context: DistributedContext
+) -> Split:
+    path = options.out / SPLIT_FILE
+    if options.resume and path.is_file():
+        return split_from_json(json.loads(path.read_text(encoding="utf-8")))
+    split = make_split(dataset, config.val_fraction, config.seed)
+    if context.is_main:
+        path.write_text(json.dumps(split.to_json(), indent=2) + "\n", encoding="utf-8")
+    return split
+
+
+def _network(
+    config: TrainingConfig, init_from: Path | None, device: torch.device
+) -> tuple[ModelBundle, torch.nn.Module]:
+    """The bundle template and its network: fresh, or initialised from a fitting bundle."""
+    template = config.bundle_template()
+    if init_from is None:
+        network = build_network(
+            template.architecture, template.dims, template.in_channels, template.out_channels
+        )
+        return template, network.to(device)
+    source = load_bundle(init_from)
+    check_fits(source, template, init_from)
+    template = replace(template, architecture=source.architecture)
+    return template, load_network(source, device).train()
+
+
+def check_fits(source: ModelBundle, template: ModelBundle, path: Path) -> None:
+    """A bundle can be fine-tuned only with the same dims, input channels and label map."""
+    wanted = {value: info.name for value, info in template.labels.items()}
+    found = {value: info.name for value, info in source.labels.items()}
+    problems = [
+        f"it is {source.dims}D, the config is {template.dims}D" if source.dims != template.dims else "",
+        f"it takes {source.in_channels} input channel(s), the config {template.in_channels}"
+        if source.in_channels != template.in_channels
+        else "",
+        f"its labels {found} differ from the config's {wanted}" if found != wanted else "",
+    ]
+    problems = [problem for problem in problems if problem]
+    if problems:
+        raise TrainingConfigError(f"--init-from {path}: cannot fine-tune this model: {'; '.join(problems)}")
+
+
+def _loader(
+    patches: PatchDataset, config: TrainingConfig, context: DistributedContext
+) -> tuple[DataLoader, DistributedSampler | None, torch.Generator]:
+    sampler = (
+        DistributedSampler(patches, context.world_size, context.rank, shuffle=True, seed=config.seed)
+        if context.enabled
+        else None
+    )
+    generator = torch.Generator()
+    loader = DataLoader(
+        patches,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        collate_fn=concatenate_samples,
+        generator=generator,
+        pin_memory=torch.cuda.is_available(),
+    )
+    return loader, sampler, generator
+
+
+def _run(
+    network: torch.nn.Module,
+    config: TrainingConfig,
+    steps_per_epoch: int,
+    device: torch.device,
+    context: DistributedContext,
+) -> Run:
+    model = network
+    if context.enabled:
+        model = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = warmup_cosine(
+        optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    return Run(network, model, optimizer, scheduler, scaler)
+
+
+def _train_epoch(
+    run: Run,
+    loader: DataLoader,
+    loss_function: torch.nn.Module,
+    epoch: int,
+    device: torch.device,
+    context: DistributedContext,
+    reporter: Reporter,
+    cancel: CancelToken,
+) -> float:
+    """One pass over the training cases; returns the mean loss (over all ranks)."""
+    run.model.train()
+    total = torch.zeros(2, dtype=torch.float64)
+    steps = len(loader)
+    for step, (images, labels) in enumerate(loader, start=1):
+        cancel.check()
+        loss = train_step(
+            run,
+            images.to(device, non_blocking=True),
+            labels.to(device, non_blocking=True),
+            loss_function,
+            device,
+        )
+        total += torch.tensor([loss, 1.0], dtype=torch.float64)
+        reporter.step(epoch, step, steps, loss, (epoch - 1) * steps + step)
+    total = sum_across_ranks(total, context)
+    return float(total[0] / total[1])
+
+
+def train_step(
+    run: Run, images: torch.Tensor, labels: torch.Tensor, loss_function: torch.nn.Module, device: torch.device
+) -> float:
+    """Forward, loss, backward and update (mixed precision on CUDA); returns the loss."""
+    run.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+        loss = loss_function(run.model(images), labels)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return float(loss.detach())
+
+
+def _end_epoch(
+    run: Run,
+    record: dict[str, Any],
+    config: TrainingConfig,
+    out: Path,
+    context: DistributedContext,
+    reporter: Reporter,
+) -> None:
+    """Record the epoch; rank 0 writes the last (and, if improved, best) checkpoint and the curves."""
+    run.history.append(record)
+    improved = record["val"] is not None and record["val"]["mean_dice"] > run.best_mean_dice
+    if improved:
+        run.best_mean_dice, run.best_epoch = record["val"]["mean_dice"], record["epoch"]
+    if context.is_main:
+        state = run.state(config, record["epoch"])
+        ckpt.save_checkpoint(out / ckpt.LAST, state)
+        if improved:
+            ckpt.save_checkpoint(out / ckpt.BEST, state)
+        if record["val"] is not None:
+            write_curves(run.history, out / CURVES_FILE)
+        reporter.epoch_end(record)
+    barrier(context)
+
+
+def _finish(
+    run: Run,
+    options: TrainOptions,
+    config: TrainingConfig,
+    template: ModelBundle,
+    dataset: Dataset,
+    split: Split,
+    device: torch.device,
+    context: DistributedContext,
+    reporter: Reporter,
+) -> TrainResult:
+    """Rank 0 exports the best checkpoint's weights as a bundle with provenance and metrics."""
+    folder = options.out / "bundle" / f"{template.name}-v{template.version}"
+    if context.is_main:
+        best = ckpt.load_checkpoint(options.out / ckpt.BEST, torch.device("cpu"))
+        best_record = next(r for r in run.history if r["epoch"] == run.best_epoch)
+        fields = provenance(
+            dataset=dataset.root,
+            split=split,
+            config=config,
+            command=options.command,
+            hardware=hardware_description(device, context),
+            training_time_s=run.training_time_s,
+            best_epoch=run.best_epoch,
+        )
+        validation = {**best_record["val"], "epoch": run.best_epoch}
+        folder = export_bundle(options.out, template, best["model"], config, fields, validation)
+        reporter.done(
+            {
+                "bundle": str(folder),
+                "best_epoch": run.best_epoch,
+                "best_mean_dice": run.best_mean_dice,
+                "training_time_s": run.training_time_s,
+            }
+        )
+    barrier(context)
+    return TrainResult(folder, run.history, run.best_epoch, run.best_mean_dice, run.training_time_s)
