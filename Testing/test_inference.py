@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.spatial.transform import Rotation
-
 from LungLiverSegLib import geometry
 from LungLiverSegLib.bundle import (
     ArchitectureSpec,
@@ -38,6 +36,7 @@ from LungLiverSegLib.labels import LabelInfo
 from LungLiverSegLib.memory import plan_execution
 from LungLiverSegLib.postprocess import postprocess_labels
 from LungLiverSegLib.progress import CancelToken, Progress
+from scipy.spatial.transform import Rotation
 
 BRIGHT_HU = 200.0
 
@@ -69,7 +68,9 @@ def make_bundle(dims: int = 3, **preprocessing) -> ModelBundle:
         in_channels=1,
         architecture=ArchitectureSpec("UNet", {"channels": [4, 8], "strides": [2]}),
         preprocessing=replace(prep, **preprocessing),
-        inference=InferenceSpec(patch_size=(32, 32, 16) if dims == 3 else (64, 64), overlap=0.25, batch_size=2),
+        inference=InferenceSpec(
+            patch_size=(32, 32, 16) if dims == 3 else (64, 64), overlap=0.25, batch_size=2
+        ),
         labels={1: LabelInfo(1, "bright", (1.0, 0.0, 0.0))},
         postprocessing=PostprocessingSpec(),
     )
@@ -83,12 +84,16 @@ def oblique_direction() -> np.ndarray:
     return Rotation.from_euler("xz", [25, 30], degrees=True).as_matrix()
 
 
-def ellipsoid_ct(size=(60, 50, 24), spacing=(0.9, 0.7, 2.5), direction=None, origin=(-20.0, 35.0, 10.0)) -> Image:
-    """Air with a bright ellipsoid off centre, defined in physical space (so any grid sees the same object)."""
+def ellipsoid_ct(
+    size=(60, 50, 24), spacing=(0.9, 0.7, 2.5), direction=None, origin=(-20.0, 35.0, 10.0)
+) -> Image:
+    """Air with a bright ellipsoid off centre, defined in physical space (any grid sees the same object)."""
     direction = np.eye(3) if direction is None else direction
     template = Image(np.zeros(size[::-1], np.int16), spacing, origin, direction)
     points = _physical_points(template)
-    centre = np.asarray(origin) + direction @ (np.asarray(spacing) * np.asarray(size) * np.array([0.4, 0.55, 0.5]))
+    centre = np.asarray(origin) + direction @ (
+        np.asarray(spacing) * np.asarray(size) * np.array([0.4, 0.55, 0.5])
+    )
     inside = (((points - centre) / np.array([14.0, 10.0, 18.0])) ** 2).sum(-1) <= 1.0
     return template.with_array(np.where(inside, BRIGHT_HU, -1000.0).astype(np.int16))
 
@@ -168,7 +173,10 @@ def test_separable_label_resampling_matches_trilinear_interpolation():
     ("make_image", "message"),
     [
         (lambda: Image(np.zeros((5, 6, 3), np.uint8), (1.0, 1.0), (0.0, 0.0)), "colour"),
-        (lambda: Image(np.zeros((8, 8), np.int16) + np.eye(8, dtype=np.int16), (1.0, 1.0), (0.0, 0.0)), "2D image"),
+        (
+            lambda: Image(np.zeros((8, 8), np.int16) + np.eye(8, dtype=np.int16), (1.0, 1.0), (0.0, 0.0)),
+            "2D image",
+        ),
         (lambda: ellipsoid_ct().with_array(np.full((24, 50, 60), -1000, np.int16)), "constant"),
         (lambda: ellipsoid_ct().with_array(np.where(np.eye(60)[None, :50, :] > 0, np.nan, 0.0)), "NaN"),
         (lambda: Image(np.zeros((0, 4, 4), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), "empty"),
@@ -193,8 +201,11 @@ def test_mr_input_warns_instead_of_pretending():
 
 def test_progress_is_monotonic_ends_at_one_and_has_an_eta():
     events = []
-    segment_image(ellipsoid_ct(), loaded(), progress=Progress(events.append, stages={"preprocess": 1, "network": 8,
-                                                                                      "postprocess": 1}))
+    segment_image(
+        ellipsoid_ct(),
+        loaded(),
+        progress=Progress(events.append, stages={"preprocess": 1, "network": 8, "postprocess": 1}),
+    )
     fractions = [event.fraction for event in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any(event.stage == "network" for event in events)

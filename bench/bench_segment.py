@@ -11,7 +11,8 @@ that peak RSS is each pipeline's own), in one invocation of this script:
 It prints both wall times, the ratio, both peak RSS values and the Dice between the two outputs.
 ``--large`` instead segments a generated 512x512x1000 CT to show it fits in memory.
 
-    python bench/bench_segment.py --model lungs-ct-3d --image ../shared/data/ct_lung_lctsc_full/Case_000_ct.nii.gz
+    python bench/bench_segment.py --model lungs-ct-3d \
+        --image ../shared/data/ct_lung_lctsc_full/Case_000_ct.nii.gz
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def run_ours(image: str, model: str, output: str, threads: int) -> dict:
 
 def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     import torch
+    from LungLiverSegLib.catalogue import find_model
+    from LungLiverSegLib.inference import load_model
     from monai.inferers import sliding_window_inference
     from monai.transforms import (
         AsDiscreted,
@@ -56,36 +59,49 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
         Spacingd,
     )
 
-    from LungLiverSegLib.catalogue import find_model
-    from LungLiverSegLib.inference import load_model
-
     start = time.perf_counter()
     torch.set_num_threads(threads)
     bundle = find_model(model)
     network = load_model(bundle, "cpu").network
     prep = bundle.preprocessing
-    pre = Compose([
-        LoadImaged("image"),
-        EnsureChannelFirstd("image"),
-        Orientationd("image", axcodes=prep.orientation),
-        Spacingd("image", pixdim=prep.spacing, mode="bilinear"),
-        ScaleIntensityRanged("image", a_min=prep.intensity.min, a_max=prep.intensity.max, b_min=0.0, b_max=1.0,
-                             clip=True),
-    ])
-    post = Compose([
-        Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False, to_tensor=True),
-        AsDiscreted("pred", argmax=True),
-    ])
+    pre = Compose(
+        [
+            LoadImaged("image"),
+            EnsureChannelFirstd("image"),
+            Orientationd("image", axcodes=prep.orientation),
+            Spacingd("image", pixdim=prep.spacing, mode="bilinear"),
+            ScaleIntensityRanged(
+                "image", a_min=prep.intensity.min, a_max=prep.intensity.max, b_min=0.0, b_max=1.0, clip=True
+            ),
+        ]
+    )
+    post = Compose(
+        [
+            Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False, to_tensor=True),
+            AsDiscreted("pred", argmax=True),
+        ]
+    )
     data = pre({"image": image})
     with torch.inference_mode():
-        logits = sliding_window_inference(data["image"][None], bundle.inference.patch_size, bundle.inference.batch_size,
-                                          network, overlap=bundle.inference.overlap, mode="gaussian")
+        logits = sliding_window_inference(
+            data["image"][None],
+            bundle.inference.patch_size,
+            bundle.inference.batch_size,
+            network,
+            overlap=bundle.inference.overlap,
+            mode="gaussian",
+        )
     data["pred"] = torch.softmax(logits, 1)[0]
     data["pred"].applied_operations = data["image"].applied_operations
     data["pred"].meta = data["image"].meta
     result = post(data)
-    saver = SaveImage(output_dir=str(Path(output).parent), output_postfix="", separate_folder=False,
-                      output_dtype=np.uint8, resample=False)
+    saver = SaveImage(
+        output_dir=str(Path(output).parent),
+        output_postfix="",
+        separate_folder=False,
+        output_dtype=np.uint8,
+        resample=False,
+    )
     saver(result["pred"].to(torch.uint8), meta_data={**result["pred"].meta, "filename_or_obj": output})
     return {"seconds": time.perf_counter() - start}
 
@@ -98,8 +114,20 @@ def child(args: argparse.Namespace) -> None:
 
 
 def in_child(which: str, image: str, model: str, output: str, threads: int) -> dict:
-    command = [sys.executable, __file__, "--child", which, "--image", image, "--model", model,
-               "--output", output, "--threads", str(threads)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        which,
+        "--image",
+        image,
+        "--model",
+        model,
+        "--output",
+        output,
+        "--threads",
+        str(threads),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"{which} pipeline failed:\n{completed.stderr[-3000:]}")
@@ -138,7 +166,10 @@ def large(args: argparse.Namespace) -> None:
         path = write_image(f"{folder}/large_ct.nii.gz", Image(array, (0.7, 0.7, 0.5), (0.0, 0.0, 0.0)))
         del array, lungs
         result = in_child("ours", str(path), args.model, f"{folder}/large_seg.nii.gz", args.threads)
-    print(f"512x512x1000 CT: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB (no out-of-memory)")
+    print(
+        f"512x512x1000 CT: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB "
+        "(no out-of-memory)"
+    )
 
 
 def main() -> None:

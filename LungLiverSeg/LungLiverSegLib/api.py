@@ -43,4 +43,3 @@ def save_labels(path: str | Path, labels: Image, model: LoadedModel, *, overwrit
     if str(path).lower().endswith(SEGMENTATION_SUFFIXES):
         return write_segmentation(path, labels, model.bundle.labels, overwrite=overwrite)
     return write_image(path, labels, overwrite=overwrite)
-

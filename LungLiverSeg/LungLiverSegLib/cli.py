@@ -77,10 +77,16 @@ def _add_segment(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--batch-size", type=int, default=None, help="windows or slices per forward pass")
     cmd.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     cmd.add_argument("--series-uid", default=None, help="DICOM SeriesInstanceUID when a folder has several")
-    cmd.add_argument("--format", default=".nii.gz", help="output suffix for folder input (.nii.gz, .seg.nrrd)")
+    cmd.add_argument(
+        "--format", default=".nii.gz", help="output suffix for folder input (.nii.gz, .seg.nrrd)"
+    )
     cmd.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    cmd.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
-                     help="progress display: a bar on stderr, JSON lines on stdout (for programs), none")
+    cmd.add_argument(
+        "--progress",
+        choices=("bar", "json", "none"),
+        default="bar",
+        help="progress display: a bar on stderr, JSON lines on stdout (for programs), none",
+    )
     cmd.set_defaults(run=run_segment)
 
 
@@ -96,8 +102,15 @@ def run_segment(args: argparse.Namespace, cancel: CancelToken) -> int:
     for number, (source, target) in enumerate(cases, start=1):
         label = f"{number}/{len(cases)} {source.name}" if len(cases) > 1 else source.name
         progress = Progress(lambda event, label=label: report(event, label), cancel, STAGES)
-        segment(source, target, loaded, overlap=args.overlap, series_uid=args.series_uid,
-                overwrite=args.overwrite, progress=progress)
+        segment(
+            source,
+            target,
+            loaded,
+            overlap=args.overlap,
+            series_uid=args.series_uid,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
         _emit_done(args.progress, source, target)
     return 0
 
@@ -129,10 +142,19 @@ def _stem(path: Path) -> str:
 
 def _progress_printer(mode: str) -> Callable[[ProgressEvent, str], None]:
     if mode == "json":
-        return lambda event, label: print(json.dumps({
-            "event": "progress", "case": label, "fraction": round(event.fraction, 4), "stage": event.stage,
-            "elapsed_s": round(event.elapsed_s, 2), "eta_s": None if event.eta_s is None else round(event.eta_s, 1),
-        }), flush=True)
+        return lambda event, label: print(
+            json.dumps(
+                {
+                    "event": "progress",
+                    "case": label,
+                    "fraction": round(event.fraction, 4),
+                    "stage": event.stage,
+                    "elapsed_s": round(event.elapsed_s, 2),
+                    "eta_s": None if event.eta_s is None else round(event.eta_s, 1),
+                }
+            ),
+            flush=True,
+        )
     if mode == "bar":
         return _print_bar
     return lambda event, label: None
@@ -142,7 +164,8 @@ def _print_bar(event: ProgressEvent, label: str) -> None:
     width = 30
     filled = int(round(event.fraction * width))
     eta = "--" if event.eta_s is None else f"{event.eta_s:4.0f}s"
-    line = f"\r{label[:30]:30} [{'#' * filled}{'.' * (width - filled)}] {event.fraction:4.0%} {event.stage:11} ETA {eta}"
+    bar = "#" * filled + "." * (width - filled)
+    line = f"\r{label[:30]:30} [{bar}] {event.fraction:4.0%} {event.stage:11} ETA {eta}"
     end = "\n" if event.fraction >= 1.0 else ""
     print(line, end=end, file=sys.stderr, flush=True)
 
@@ -161,8 +184,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser("evaluate", help="Dice, Jaccard, NSD, ASD, HD95, HD of predictions vs truth")
     cmd.add_argument("pred", type=Path, help="predicted label image, or a folder of them")
     cmd.add_argument("gt", type=Path, help="ground-truth label image, or a folder of them")
-    cmd.add_argument("--labels", nargs="+", default=None,
-                     help="label values to score, optionally named: 1 2 or 1=lungs 2=liver (default: all present)")
+    cmd.add_argument(
+        "--labels",
+        nargs="+",
+        default=None,
+        help="label values to score, optionally named: 1 2 or 1=lungs 2=liver (default: all present)",
+    )
     cmd.add_argument("--tolerance-mm", nargs="+", type=float, default=[1.0, 2.0], help="NSD tolerances in mm")
     fmt = cmd.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
@@ -209,7 +236,9 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
     sub = cmd.add_subparsers(dest="models_command", metavar="import")
     imp = sub.add_parser("import", help="install a model bundle (folder or .zip) into your models folder")
     imp.add_argument("path", type=Path)
-    imp.add_argument("--overwrite", action="store_true", help="replace an installed bundle of the same version")
+    imp.add_argument(
+        "--overwrite", action="store_true", help="replace an installed bundle of the same version"
+    )
     cmd.set_defaults(run=run_models)
 
 

@@ -20,7 +20,9 @@ from .report import format_volume_table, label_volumes_ml, save_overlay_png, vol
 DEMO_SEED = 2026
 
 
-def run_demo(out: Path, *, model: str = "phantom-ct-3d", device: str = "auto", progress: Progress | None = None) -> str:
+def run_demo(
+    out: Path, *, model: str = "phantom-ct-3d", device: str = "auto", progress: Progress | None = None
+) -> str:
     """Run the demo into ``out`` (its own files there are replaced) and return a printable summary."""
     out.mkdir(parents=True, exist_ok=True)
     ct, truth, _ = make_phantom(seed=DEMO_SEED)
@@ -34,7 +36,9 @@ def run_demo(out: Path, *, model: str = "phantom-ct-3d", device: str = "auto", p
     csv_path = out / "volumes.csv"
     _write_text(csv_path, volumes_to_csv(volumes))
     names = {value: info.name for value, info in label_map.items()}
-    scores = compute_label_metrics(labels.array, truth.array, truth.spacing[::-1], names, tolerances_mm=(2.0,))
+    scores = compute_label_metrics(
+        labels.array, truth.array, truth.spacing[::-1], names, tolerances_mm=(2.0,)
+    )
     agreement = "\n".join(
         f"  {name:12} Dice {row['dice']:.3f}  NSD@2mm {row['nsd@2.0mm']:.3f}" for name, row in scores.items()
     )

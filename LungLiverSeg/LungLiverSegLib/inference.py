@@ -120,14 +120,19 @@ def check_input(image: Image, bundle: ModelBundle, source: str) -> None:
     if array.size == 0:
         raise InputImageError(f"{source}: the image is empty (size {image.size})")
     if image.ndim > 3 or array.ndim > image.ndim + 1:
-        raise InputImageError(f"{source}: a {image.ndim}D image (time series?) cannot be segmented; "
-                              "extract one 3D volume first")
+        raise InputImageError(
+            f"{source}: a {image.ndim}D image (time series?) cannot be segmented; extract one 3D volume first"
+        )
     if array.ndim == image.ndim + 1:
-        raise InputImageError(f"{source}: a colour (RGB) image was given to the {bundle.modality} model "
-                              f"'{bundle.name}', which expects a grayscale image")
+        raise InputImageError(
+            f"{source}: a colour (RGB) image was given to the {bundle.modality} model "
+            f"'{bundle.name}', which expects a grayscale image"
+        )
     if bundle.dims == 3 and image.ndim == 2:
-        raise InputImageError(f"{source}: a 2D image was given to the 3D model '{bundle.name}'; "
-                              "use a 3D CT volume or a 2D model")
+        raise InputImageError(
+            f"{source}: a 2D image was given to the 3D model '{bundle.name}'; "
+            "use a 3D CT volume or a 2D model"
+        )
     if bundle.modality == "CXR" and image.ndim == 3 and array.shape[0] > 1:
         raise InputImageError(f"{source}: a 3D volume was given to the chest X-ray model '{bundle.name}'")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
@@ -142,13 +147,24 @@ def check_input(image: Image, bundle: ModelBundle, source: str) -> None:
 def _warn_if_unexpected(image: Image, bundle: ModelBundle, source: str, low: float, high: float) -> None:
     modality = image.metadata.get("modality", "")
     if modality and bundle.modality == "CT" and modality != "CT":
-        warnings.warn(f"{source}: DICOM modality is {modality}, the model '{bundle.name}' was made for CT; "
-                      "the result may be meaningless", InputWarning, stacklevel=3)
-    elif bundle.modality == "CT" and bundle.preprocessing.intensity.type == "window" and image.ndim == 3 and (
-        low > -500 or high < 0
+        warnings.warn(
+            f"{source}: DICOM modality is {modality}, the model '{bundle.name}' was made for CT; "
+            "the result may be meaningless",
+            InputWarning,
+            stacklevel=3,
+        )
+    elif (
+        bundle.modality == "CT"
+        and bundle.preprocessing.intensity.type == "window"
+        and image.ndim == 3
+        and (low > -500 or high < 0)
     ):
-        warnings.warn(f"{source}: intensities {low:g}..{high:g} do not look like CT in Hounsfield units "
-                      "(no air below -500 HU); the result may be meaningless", InputWarning, stacklevel=3)
+        warnings.warn(
+            f"{source}: intensities {low:g}..{high:g} do not look like CT in Hounsfield units "
+            "(no air below -500 HU); the result may be meaningless",
+            InputWarning,
+            stacklevel=3,
+        )
 
 
 def _plan(volume: Image, bundle: ModelBundle, device: torch.device, batch_size: int | None) -> ExecutionPlan:

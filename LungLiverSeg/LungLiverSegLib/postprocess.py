@@ -35,7 +35,9 @@ def drop_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     return keep[components]
 
 
-def postprocess_labels(labels: np.ndarray, spacing_kji: tuple[float, ...], spec: PostprocessingSpec) -> np.ndarray:
+def postprocess_labels(
+    labels: np.ndarray, spacing_kji: tuple[float, ...], spec: PostprocessingSpec
+) -> np.ndarray:
     """Apply the bundle's postprocessing to a ``[k, j, i]`` label array in place and return it."""
     voxel_ml = float(np.prod(spacing_kji)) / 1000.0
     min_voxels = int(np.ceil(spec.min_volume_ml / voxel_ml)) if spec.min_volume_ml > 0 else 0

@@ -128,4 +128,3 @@ def _crop_box(array: np.ndarray, spacing_kji: np.ndarray, spec: PreprocessingSpe
         return tuple(slice(0, n) for n in array.shape)
     margin = tuple(int(np.ceil(spec.body_crop.margin_mm / s)) for s in spacing_kji)
     return body_box(array, spec.body_crop.threshold, margin)
-
