@@ -30,11 +30,11 @@ from . import geometry
 from .bundle import ModelBundle, load_network
 from .catalogue import find_model
 from .errors import InputImageError
-from .geometry import Image
+from .geometry import Image, as_volume
 from .memory import ExecutionPlan, plan_execution
 from .postprocess import postprocess_labels
 from .progress import Progress
-from .transforms import PreparedImage, as_volume, prepare, target_shape
+from .transforms import PreparedImage, prepare, target_shape
 
 STAGES = {"preprocess": 0.1, "network": 0.75, "postprocess": 0.15}
 BYTES_PER_RESAMPLE_CHUNK = 256 * 1024**2

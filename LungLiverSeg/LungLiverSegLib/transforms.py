@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import geometry
 from .bundle import IntensitySpec, PreprocessingSpec
-from .geometry import Image
+from .geometry import Image, as_volume
 
 
 @dataclass
@@ -40,21 +40,6 @@ class PreparedImage:
     @property
     def crop_shape(self) -> tuple[int, int, int]:
         return tuple(s.stop - s.start for s in self.crop_box)  # type: ignore[return-value]
-
-
-def as_volume(image: Image) -> Image:
-    """View a 2D image as a one-slice 3D volume so one code path serves both."""
-    if image.ndim == 3:
-        return image
-    direction = np.eye(3)
-    direction[:2, :2] = image.direction
-    return Image(
-        image.array[None, ...],
-        (*image.spacing, 1.0),
-        (*image.origin, 0.0),
-        direction,
-        dict(image.metadata),
-    )
 
 
 def normalize_intensity(array: torch.Tensor, spec: IntensitySpec) -> torch.Tensor:
