@@ -34,7 +34,7 @@ def run_demo(
     overlay = save_overlay_png(ct, labels, label_map, out / "overlay.png")
     volumes = label_volumes_ml(labels, label_map)
     csv_path = out / "volumes.csv"
-    _write_text(csv_path, volumes_to_csv(volumes))
+    volumes_to_csv(volumes, csv_path)
     names = {value: info.name for value, info in label_map.items()}
     scores = compute_label_metrics(
         labels.array, truth.array, truth.spacing[::-1], names, tolerances_mm=(2.0,)
@@ -48,9 +48,3 @@ def run_demo(
         f"segmentation: {seg_path}\noverlay: {overlay}\nvolumes: {csv_path}\n"
         f"{format_volume_table(volumes)}\nagreement with the phantom's truth:\n{agreement}"
     )
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)

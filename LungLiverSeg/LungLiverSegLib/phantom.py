@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from .geometry import Image
+from .imageio import write_image
 from .labels import LabelInfo, LabelMap
 
 PHANTOM_LABELS: LabelMap = {
@@ -201,8 +201,8 @@ def make_phantom_dataset(
     case_seeds = np.random.SeedSequence(seed).generate_state(n_cases)
     for index, case_seed in enumerate(case_seeds):
         ct, labels, _ = make_phantom(size, spacing, int(case_seed))
-        _write_nifti(ct, folder / "imagesTr" / f"phantom_{index:03d}_0000.nii.gz")
-        _write_nifti(labels, folder / "labelsTr" / f"phantom_{index:03d}.nii.gz")
+        write_image(folder / "imagesTr" / f"phantom_{index:03d}_0000.nii.gz", ct)
+        write_image(folder / "labelsTr" / f"phantom_{index:03d}.nii.gz", labels)
     dataset = {
         "name": "LungLiverSegPhantom",
         "description": "Synthetic chest/abdomen CT phantoms made by LungLiverSegLib.phantom",
@@ -214,14 +214,6 @@ def make_phantom_dataset(
     }
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
     return folder
-
-
-def _write_nifti(image: Image, path: Path) -> None:
-    sitk_image = sitk.GetImageFromArray(image.array)
-    sitk_image.SetSpacing(image.spacing)
-    sitk_image.SetOrigin(image.origin)
-    sitk_image.SetDirection(tuple(image.direction.ravel()))
-    sitk.WriteImage(sitk_image, str(path), useCompression=True)
 
 
 def _variation(rng: np.random.Generator, enabled: bool) -> Vary:

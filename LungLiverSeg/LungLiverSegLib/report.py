@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from scipy import ndimage
 
+from . import geometry
 from .errors import InputImageError
+from .files import write_bytes_atomic
 from .geometry import Image
 from .labels import LabelMap
 
@@ -61,7 +61,7 @@ def volumes_to_csv(volumes: dict[str, float], path: str | Path) -> Path:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["segment", "volume_ml"])
     writer.writerows([name, repr(float(volume))] for name, volume in volumes.items())
-    return _write_atomically(Path(path), text.getvalue().encode())
+    return write_bytes_atomic(path, text.getvalue().encode())
 
 
 def save_overlay_png(
@@ -77,15 +77,17 @@ def save_overlay_png(
     the labelled region, with filled, outlined segments and a legend of their sizes."""
     if ct.array.shape[: ct.ndim] != labels.array.shape or ct.ndim != labels.ndim:
         raise InputImageError(f"the label image (size {labels.size}) is not on the CT grid (size {ct.size})")
-    ct_array, spacing = _in_display_frame(_grayscale(ct), ct.direction, ct.spacing)
-    label_array, _ = _in_display_frame(labels.array, labels.direction, labels.spacing)
+    display = "LPS"[: ct.ndim]  # index axis n along LPS world axis n; panels then flip as displayed
+    oriented_ct = geometry.reorient(ct.with_array(_grayscale(ct)), display)
+    ct_array, spacing = oriented_ct.array, oriented_ct.spacing
+    label_array = geometry.reorient(labels, display).array
     panels = _panels(ct_array, label_array, spacing, _centre_of_labels(label_array, label_map))
     figure = _figure(panels, label_map, window)
     _add_legend(figure, labels, label_map)
     figure.suptitle(f"{title}\nwindow {window[0]:g} to {window[1]:g} HU", color=FOREGROUND)
     png = io.BytesIO()
     figure.savefig(png, format="png", facecolor=BACKGROUND)
-    return _write_atomically(Path(path), png.getvalue())
+    return write_bytes_atomic(path, png.getvalue())
 
 
 @dataclass(frozen=True)
@@ -121,26 +123,6 @@ def _grayscale(image: Image) -> np.ndarray:
     if image.array.ndim > image.ndim:
         return image.array.mean(axis=-1)
     return image.array
-
-
-def _in_display_frame(
-    array: np.ndarray, direction: np.ndarray, spacing: tuple[float, ...]
-) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Flip and reorder ``array`` so that index axis n points along LPS world axis n.
-
-    Each index axis is matched to the world axis it is closest to (oblique scans are shown
-    unresampled). Returns the array (still indexed ``[k, j, i]``) and its spacing in (i, j, k).
-    """
-    ndim = len(spacing)
-    world_axis_of_index = np.argmax(np.abs(direction), axis=0)
-    if sorted(world_axis_of_index) != list(range(ndim)):
-        raise InputImageError(f"cannot tell the patient orientation from direction {direction.tolist()}")
-    for index_axis, world_axis in enumerate(world_axis_of_index):
-        if direction[world_axis, index_axis] < 0:
-            array = np.flip(array, axis=ndim - 1 - index_axis)
-    index_of_world = np.argsort(world_axis_of_index)
-    array = np.transpose(array, [ndim - 1 - index_of_world[ndim - 1 - a] for a in range(ndim)])
-    return array, tuple(spacing[index_of_world[w]] for w in range(ndim))
 
 
 def _panels(
@@ -233,17 +215,3 @@ def _add_legend(figure: Figure, labels: Image, label_map: LabelMap) -> None:
         labelcolor=FOREGROUND,
         fontsize=12,
     )
-
-
-def _write_atomically(path: Path, data: bytes) -> Path:
-    """Write via a temporary file in the same folder, so readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
