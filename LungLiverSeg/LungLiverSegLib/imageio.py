@@ -12,9 +12,7 @@ interrupted run never leaves half a file behind, and they refuse to overwrite un
 from __future__ import annotations
 
 import gzip
-import os
 import struct
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputImageError, LungLiverSegError
+from .files import atomic_output
 from .geometry import Image, as_volume, from_sitk, to_sitk
 from .labels import ANATOMICAL_STRUCTURE, CodeTriple, LabelInfo, LabelMap
 
@@ -257,17 +256,9 @@ def _check_png_compatible(path: Path, image: Image) -> None:
 
 
 def _write_atomically(path: Path, img: sitk.Image, overwrite: bool) -> None:
-    """Write next to ``path`` under a hidden temporary name (same extension), then rename over it."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it")
-    suffix = _writable_suffix(path)
-    temporary = path.with_name(f".{path.name[: -len(suffix)]}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    """SimpleITK infers the format from the name, so the temporary file keeps the extension."""
+    with atomic_output(path, overwrite=overwrite, suffix=_writable_suffix(path)) as temporary:
         sitk.WriteImage(img, str(temporary), useCompression=True)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _compact_label_array(array: np.ndarray) -> np.ndarray:
