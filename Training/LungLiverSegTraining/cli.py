@@ -10,6 +10,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+import torch
 from LungLiverSegLib.progress import CancelToken
 
 from .config import PRESETS, load_config
@@ -37,6 +38,7 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--init-from", type=Path, default=None, help="fine-tune from this model bundle")
     cmd.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     cmd.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
+    cmd.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     cmd.add_argument("--seed", type=int, default=None, help="override the config's seed")
     cmd.add_argument(
         "--progress",
@@ -48,6 +50,8 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace, cancel: CancelToken) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config is not None else None
     options = TrainOptions(
         dataset=args.dataset,
@@ -70,7 +74,7 @@ def command_line(args: argparse.Namespace) -> str:
     """The command as it could be re-typed (rebuilt from the parsed options, not from sys.argv,
     which is the host program's under the Python API or tests)."""
     words = ["lunglivseg", "train", "--dataset", str(args.dataset), "--out", str(args.out)]
-    for option in ("config", "init_from", "device", "epochs", "seed"):
+    for option in ("config", "init_from", "device", "epochs", "seed", "threads"):
         value = getattr(args, option)
         if value is not None:
             words += [f"--{option.replace('_', '-')}", str(value)]

@@ -302,7 +302,7 @@ def phantom_ct_3d() -> TrainingConfig:
         label_sources={"liver": ["liver", "liver_tumour"]},
         postprocessing={"largest_component": [2], "fill_holes": [1, 2], "min_volume_ml": 1.0},
         card_notes="Trained on synthetic phantoms only (LungLiverSegLib.phantom): not for clinical images.",
-        epochs=60,
+        epochs=100,
         batch_size=2,
         samples_per_case=2,
         learning_rate=3e-3,
