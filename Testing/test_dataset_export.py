@@ -303,3 +303,20 @@ def test_command_line_export(tmp_path: Path, image: Image, capsys: pytest.Captur
     args = parser.parse_args(["export", *arguments, "--case-id", "p1"])
     with pytest.raises(DatasetExportError, match="overwrite"):
         args.run(args, CancelToken())
+    label_map_file = tmp_path / "labels.json"
+    label_map_file.write_text(json.dumps({"1": {"name": "lungs", "color": [1, 0, 0]}}))
+    write_image(tmp_path / "lungs.nii.gz", image.with_array((boxes(image).array == 1).astype(np.uint8)))
+    arguments = [str(tmp_path / "ct.nii.gz"), str(tmp_path / "lungs.nii.gz"), str(root)]
+    args = parser.parse_args(["export", *arguments, "--case-id", "p1", "--label-map", str(label_map_file)])
+    with pytest.raises(DatasetExportError, match="label 2 is 'liver' in the dataset but not defined"):
+        args.run(args, CancelToken())
+
+
+def test_a_missed_segment_is_recorded_with_infinite_hd95(tmp_path: Path, image: Image) -> None:
+    missed_liver = boxes(image).array.copy()
+    missed_liver[missed_liver == 2] = 0
+    export_case(tmp_path, "a", image, boxes(image), LABELS, proposal=image.with_array(missed_liver))
+    liver = case_lines(tmp_path)[0]["correction"]["liver"]
+    assert (liver["dice"], liver["nsd@2mm"], liver["hd95"]) == (0.0, 0.0, "inf")
+    assert liver["changed_voxels"] == 8
+    assert correction_summary(tmp_path).splitlines()[3].split()[:4] == ["liver", "1", "0.000", "0.000"]

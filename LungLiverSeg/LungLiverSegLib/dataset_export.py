@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import re
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +36,7 @@ import numpy as np
 from .bundle import JsonFields, _label_to_json, _parse_labels
 from .errors import LungLiverSegError
 from .evaluate import _aligned, _json_safe
+from .files import write_text_atomic
 from .geometry import Image, same_grid
 from .imageio import read_image, read_segmentation, write_image
 from .labels import LabelMap
@@ -337,18 +336,8 @@ def _write_case_files(
     write_image(_image_path(root, case_id), image, overwrite=True)
 
 
-def _replace_file(path: Path, text: str) -> None:
-    """Write a hidden temporary file next to ``path``, then rename it over: all or nothing."""
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _write_records(root: Path, records: list[CaseRecord]) -> None:
-    _replace_file(root / CASES_JSONL, "".join(json.dumps(record.to_json()) + "\n" for record in records))
+    write_text_atomic(root / CASES_JSONL, "".join(json.dumps(record.to_json()) + "\n" for record in records))
 
 
 def _read_records(root: Path) -> dict[str, CaseRecord]:
@@ -417,8 +406,7 @@ def _listing(description: dict[str, Any], case_ids: list[str], now: str) -> dict
 
 
 def _write_description(root: Path, description: dict[str, Any]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    _replace_file(root / DATASET_JSON, json.dumps(description, indent=2) + "\n")
+    write_text_atomic(root / DATASET_JSON, json.dumps(description, indent=2) + "\n")
 
 
 def _read_description(root: Path) -> dict[str, Any]:
