@@ -396,8 +396,8 @@ def _listing(description: dict[str, Any], case_ids: list[str], now: str) -> dict
     """``description`` listing exactly ``case_ids`` (a user's edits to other fields are kept)."""
     training = [
         {
-            "image": f"./{IMAGES_FOLDER}/{case_id}{CHANNEL_SUFFIX}{FILE_ENDING}",
-            "label": f"./{LABELS_FOLDER}/{case_id}{FILE_ENDING}",
+            "image": f"./{_image_path(Path(), case_id).as_posix()}",
+            "label": f"./{_label_path(Path(), case_id).as_posix()}",
         }
         for case_id in case_ids
     ]
