@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from LungLiverSegLib.bundle import InferenceSpec
 from LungLiverSegLib.cli import main
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import read_image, read_segmentation, write_image
@@ -25,7 +27,11 @@ MODEL = "tiny-lungs"
 @pytest.fixture
 def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "models"
-    save_tiny_bundle(folder / f"{MODEL}-v1.0.0")
+    # Big windows keep the window count (and the test's run time) small on a 2 mm grid.
+    bundle = replace(
+        make_bundle(), inference=InferenceSpec(patch_size=(64, 64, 32), overlap=0.25, batch_size=2)
+    )
+    save_tiny_bundle(folder / f"{MODEL}-v1.0.0", bundle)
     monkeypatch.setenv("LUNGLIVSEG_MODELS", str(folder))
     return folder
 

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .dataset_export import add_export_command
 from .errors import Cancelled, LungLiverSegError
 from .progress import CancelToken, Progress, ProgressEvent
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(commands)
     _add_models(commands)
     _add_demo(commands)
+    add_export_command(commands)
     for register in _plugin_commands():
         register(commands)
     return parser
