@@ -7,6 +7,8 @@ check is the plumbing around it: files, process, nodes, segments, geometry, edit
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install 's
 
 import torch  # noqa: E402
 from conftest import SHARED_DATA  # noqa: E402
+from LungLiverSegLib import slicer_logic  # noqa: E402
 from LungLiverSegLib.bundle import (  # noqa: E402
     ArchitectureSpec,
     InferenceSpec,
@@ -26,10 +29,11 @@ from LungLiverSegLib.bundle import (  # noqa: E402
     PreprocessingSpec,
     save_bundle,
 )
-from LungLiverSegLib.catalogue import USER_MODELS_ENV  # noqa: E402
+from LungLiverSegLib.catalogue import USER_MODELS_ENV, list_models  # noqa: E402
 from LungLiverSegLib.dataset_export import DatasetExportError, read_dataset  # noqa: E402
+from LungLiverSegLib.errors import BundleError, InputImageError  # noqa: E402
 from LungLiverSegLib.geometry import Image  # noqa: E402
-from LungLiverSegLib.imageio import read_image  # noqa: E402
+from LungLiverSegLib.imageio import read_image, read_segmentation, write_image  # noqa: E402
 from LungLiverSegLib.mrml_bridge import labels_from_segmentation, volume_node_from_image  # noqa: E402
 from LungLiverSegLib.networks import build_network  # noqa: E402
 from LungLiverSegLib.phantom import PHANTOM_LABELS, make_phantom  # noqa: E402
@@ -203,3 +207,173 @@ def test_segment_edit_export_story(scene, ct: Image, ct_node, logic, isolated: P
         logic.export_for_training(ct_node, segmentation_node, dataset, "cip_001")
     logic.export_for_training(ct_node, segmentation_node, dataset, "cip_001", overwrite=True)
     assert len(read_dataset(dataset).cases) == 1
+
+
+def fake_cli(folder: Path, body: str) -> str:
+    """An executable standing in for Slicer's Python: runs ``body`` with the CLI's arguments."""
+    script = folder / "fake_python"
+    script.write_text(f"#!{sys.executable}\nimport sys\nargs = sys.argv[4:]\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+WRITE_LABELS = """
+import numpy as np
+from LungLiverSegLib.imageio import read_image, write_image
+image = read_image(args[0])
+write_image(args[1], image.with_array(np.full(image.array.shape, {value}, np.uint8)))
+"""
+
+
+def test_failure_reports_the_cli_error_and_leaves_the_scene_alone(scene, ct_node, isolated: Path, tmp_path):
+    python = fake_cli(tmp_path, "print('lunglivseg: error: not enough memory', file=sys.stderr); sys.exit(2)")
+    node_count = scene.GetNumberOfNodes()
+    outcome = LungLiverSegLogic(scene, python=python).process(ct_node, MODEL, waitForCompletion=True)
+    assert outcome == SegmentationOutcome(error="lunglivseg: error: not enough memory")
+    assert scene.GetNumberOfNodes() == node_count
+    assert_no_debris(isolated)
+
+
+def test_labels_the_model_does_not_know_add_no_node(scene, ct_node, isolated: Path, tmp_path):
+    python = fake_cli(tmp_path, WRITE_LABELS.format(value=9))
+    node_count = scene.GetNumberOfNodes()
+    outcome = LungLiverSegLogic(scene, python=python).process(ct_node, MODEL, waitForCompletion=True)
+    assert "[9]" in outcome.error and not outcome.segmentation_nodes
+    assert scene.GetNumberOfNodes() == node_count
+    assert_no_debris(isolated)
+
+
+def test_rerun_into_a_node_keeps_the_users_segments_unless_replacing(scene, ct: Image, ct_node, tmp_path):
+    logic = LungLiverSegLogic(scene, python=fake_cli(tmp_path, WRITE_LABELS.format(value=2)))
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    mine.CreateDefaultDisplayNodes()
+    add_segment(scene, mine, ct_node, "my notes", ct.array > 0)
+    add_segment(scene, mine, ct_node, "liver", ct.array > 0)
+    kept = logic.process(ct_node, MODEL, output_segmentation_node=mine, replace=False, waitForCompletion=True)
+    assert kept.segmentation_nodes == (mine,)
+    assert sorted(segment_names(mine)) == ["liver", "my notes"]
+    logic.process(ct_node, MODEL, output_segmentation_node=mine, waitForCompletion=True)
+    assert segment_names(mine) == ["liver"]
+    assert logic.proposal_of(mine).model["name"] == MODEL
+
+
+def test_cancel_right_after_start_stops_the_child(scene, ct_node, isolated: Path, tmp_path):
+    logic = LungLiverSegLogic(scene, python=fake_cli(tmp_path, "import time; time.sleep(60)"))
+    finished: list[SegmentationOutcome] = []
+    node_count = scene.GetNumberOfNodes()
+    assert logic.process(ct_node, MODEL, on_finished=finished.append) is None
+    assert logic.is_running
+    with pytest.raises(RuntimeError, match="already running"):
+        logic.process(ct_node, MODEL)
+    pid = logic.runner.pid
+    logic.cancel()
+    logic.runner.wait(15)
+    assert finished == [SegmentationOutcome(cancelled=True)]
+    assert not process_exists(pid)
+    assert scene.GetNumberOfNodes() == node_count
+    assert_no_debris(isolated)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_unknown_model_is_refused_before_anything_starts(scene, ct_node, logic, isolated: Path):
+    with pytest.raises(BundleError, match="unknown model 'no-such-model'"):
+        logic.process(ct_node, "no-such-model")
+    assert not logic.is_running
+    assert_no_debris(isolated)
+
+
+@pytest.mark.slow
+def test_cancel_mid_run_leaves_no_process_and_no_partial_node(scene, ct_node, logic, isolated: Path):
+    node_count = scene.GetNumberOfNodes()
+    progress: list = []
+
+    def cancel_on_first_update(update) -> None:
+        progress.append(update)
+        logic.cancel()
+
+    outcome = logic.process(ct_node, MODEL, waitForCompletion=True, on_progress=cancel_on_first_update)
+    assert outcome.cancelled and not outcome.segmentation_nodes and outcome.error is None
+    assert progress, "the run was cancelled before it reported progress"
+    assert not process_exists(logic.runner.pid)
+    assert scene.GetNumberOfNodes() == node_count
+    assert_no_debris(isolated)
+
+
+@pytest.mark.slow
+def test_batch_runs_one_process_for_volume_nodes_and_files(scene, ct: Image, ct_node, logic, tmp_path):
+    second = volume_node_from_image(scene, ct, "CT")  # same name: staged under a unique one
+    image_file = write_image(tmp_path / "from disk.nii.gz", ct)
+    progress: list = []
+    outcome = logic.process_batch(
+        [ct_node, second, image_file],
+        MODEL,
+        output_folder=tmp_path / "out",
+        waitForCompletion=True,
+        on_progress=progress.append,
+    )
+    assert outcome.succeeded, outcome.error
+    assert {update.case.split()[0] for update in progress} == {"1/3", "2/3", "3/3"}
+    assert [node.GetName() for node in outcome.segmentation_nodes] == ["CT segmentation"] * 2
+    assert outcome.output_files == (tmp_path / "out" / "from_disk.seg.nrrd",)
+    labels, label_map = read_segmentation(outcome.output_files[0])
+    assert label_map[LUNGS].name == "lungs"
+    assert_same_geometry(labels, ct)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "CT.seg.nrrd",
+        "CT_2.seg.nrrd",
+        "from_disk.seg.nrrd",
+    ]
+
+
+def test_batch_with_files_needs_an_output_folder(logic, tmp_path):
+    with pytest.raises(InputImageError, match="output folder"):
+        logic.process_batch([tmp_path / "ct.nii.gz"], MODEL)
+
+
+@pytest.mark.slow
+def test_bundled_demo_model_finds_the_phantom_organs(scene, logic):
+    """With the extension's trained demo model (when Training has shipped it): real segmentation."""
+    if not any(entry.name == "phantom-ct-3d" for entry in list_models()):
+        pytest.skip("the bundled demo model phantom-ct-3d is not in Resources/Models yet")
+    ct, truth, _ = make_phantom(seed=7)
+    volume_node = volume_node_from_image(scene, ct, "phantom")
+    outcome = logic.process(volume_node, "phantom-ct-3d", waitForCompletion=True)
+    assert outcome.succeeded, outcome.error
+    labels = logic.proposal_of(outcome.segmentation_nodes[0]).labels.array
+    for value in (1, 2):
+        found, expected = labels == value, truth.array == value
+        assert 2 * np.count_nonzero(found & expected) / (found.sum() + expected.sum()) > 0.8
+
+
+def test_model_choice_shows_organs_dims_time_and_licence():
+    (entry,) = [entry for entry in slicer_logic.available_models() if entry.name == MODEL]
+    tooltip = slicer_logic.model_tooltip(entry)
+    assert "lungs, liver, liver_tumour" in tooltip
+    assert "3D CT model; CPU ~2 s per image" in tooltip
+    assert "Licence: Apache-2.0" in tooltip
+
+
+def test_device_choices_map_to_cli_devices():
+    choices = slicer_logic.device_choices()
+    assert choices[:2] == ["auto", "cpu"]
+    assert [slicer_logic.device_argument(choice) for choice in choices] == ["auto", "cpu", "cuda"][
+        : len(choices)
+    ]
+    assert slicer_logic.device_argument("cuda (NVIDIA H100, 70.2 GiB free)") == "cuda"
+
+
+def test_install_plan_uses_the_pins_of_pyproject():
+    requirements = slicer_logic.pinned_requirements()
+    assert requirements["monai"].startswith("monai==")
+    assert slicer_logic.missing_dependencies() == []
+    plan = slicer_logic.install_plan(["torch", "monai", "SimpleITK", "safetensors"], requirements)
+    assert plan.torch_requirement == requirements["torch"].removeprefix("torch")
+    assert plan.pip_requirements == (requirements["monai"], requirements["safetensors"])
+    assert slicer_logic.install_plan([], requirements).empty
