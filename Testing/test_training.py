@@ -94,6 +94,7 @@ def test_tiny_training_beats_untrained_model_and_its_bundle_segments(trained_run
     assert (out / "curves.png").stat().st_size > 1000
     bundle = load_bundle(result.bundle_folder)
     assert bundle.validation["dice"].keys() == {"lungs", "liver"}
+    assert bundle.validation["cpu_time_s"] > 0
     assert bundle.provenance["seed"] == 0 and bundle.provenance["epochs"] == 8
     assert "phantom_" in bundle.provenance["split"]
     assert "synthetic phantoms only" in (result.bundle_folder / "README.md").read_text()
