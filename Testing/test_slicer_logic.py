@@ -377,3 +377,18 @@ def test_install_plan_uses_the_pins_of_pyproject():
     assert plan.torch_requirement == requirements["torch"].removeprefix("torch")
     assert plan.pip_requirements == (requirements["monai"], requirements["safetensors"])
     assert slicer_logic.install_plan([], requirements).empty
+
+
+def test_progress_status_line():
+    update = slicer_logic.ProgressUpdate(0.423, "inference", 65.4, "2/3 ct.nrrd")
+    assert slicer_logic.describe_progress(update) == "inference 42%, about 1 min 5 s left (2/3 ct.nrrd)"
+    describe, update = slicer_logic.describe_progress, slicer_logic.ProgressUpdate
+    assert describe(update(0.0, "load", None)) == "load 0%"
+    assert describe(update(0.9, "save", 4.4)) == "save 90%, about 4 s left"
+
+
+def test_missing_pyproject_means_unpinned_installs(tmp_path: Path):
+    requirements = slicer_logic.pinned_requirements(tmp_path / "pyproject.toml")
+    assert requirements == {}
+    plan = slicer_logic.install_plan(["torch", "monai"], requirements)
+    assert plan == slicer_logic.InstallPlan("", ("monai",))

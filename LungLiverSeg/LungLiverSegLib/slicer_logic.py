@@ -433,6 +433,15 @@ def model_tooltip(entry: Any) -> str:
     return "\n".join(lines)
 
 
+def describe_progress(update: ProgressUpdate) -> str:
+    """The status line under the progress bar: stage, percent, time left and, in a batch, the case."""
+    text = f"{update.stage} {update.fraction:.0%}"
+    if update.eta_s is not None:
+        minutes, seconds = divmod(round(update.eta_s), 60)
+        text += f", about {minutes} min {seconds} s left" if minutes else f", about {seconds} s left"
+    return f"{text} ({update.case})" if update.case else text
+
+
 def device_choices() -> list[str]:
     """``auto``, ``cpu``, and ``cuda (<GPU>, <free> GiB free)`` when torch sees a GPU."""
     choices = ["auto", "cpu"]
@@ -474,9 +483,15 @@ def missing_dependencies() -> list[str]:
 
 
 def pinned_requirements(pyproject: Path = PYPROJECT) -> dict[str, str]:
-    """The project's dependencies by lower-case name, as pinned in ``pyproject.toml``."""
+    """The project's dependencies by lower-case name, as pinned in ``pyproject.toml``.
+
+    Empty when the file is not there (an extension package that does not ship it): the
+    packages are then installed unpinned, which beats not installing them.
+    """
     import tomllib  # Python 3.11+, as in Slicer 5.8 and later
 
+    if not pyproject.is_file():
+        return {}
     with pyproject.open("rb") as file:
         dependencies = tomllib.load(file)["project"]["dependencies"]
     return {
