@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import require_file
 from LungLiverSegLib import cli
 from LungLiverSegLib.bundle import load_bundle
 from LungLiverSegLib.errors import Cancelled
@@ -336,3 +337,50 @@ def test_cli_train_errors_are_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("lunglivseg: error:") and "dataset folder not found" in error
     assert "\n" not in error
+
+
+# ------------------------------------------------------------------------------------------
+# Real 2D data (skipped when ../shared/data is absent)
+# ------------------------------------------------------------------------------------------
+
+
+def small_2d_subset(source: Path, folder: Path, masks_folder: str, count: int) -> Path:
+    """Link the first ``count`` images (and masks) of a shared 2D set into ``folder``."""
+    for name in sorted(path.name for path in (source / "images").iterdir())[:count]:
+        for sub in ("images", masks_folder):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            (folder / sub / name).symlink_to(source / sub / name)
+    return folder
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("data", "preset"), [("ct_liver_msd_2d", "liver-ct-2d"), ("cxr_lung_shenzhen", "lungs-cxr-2d")]
+)
+def test_2d_presets_train_on_real_images(shared_data, tmp_path, data, preset):
+    config = load_config(preset)
+    params = {**config.architecture["params"], "channels": [8, 16, 32], "strides": [2, 2]}
+    config = replace(
+        config,
+        architecture={**config.architecture, "params": params},
+        epochs=2,
+        validate_every=2,
+        batch_size=4,
+        preprocessing={**config.preprocessing, "resize_inplane": [64, 64]},
+        inference={**config.inference, "patch_size": [64, 64]},
+    ).validate()
+    dataset = small_2d_subset(require_file(shared_data / data), tmp_path / "data", config.masks_folder, 12)
+    result = train(TrainOptions(dataset=dataset, out=tmp_path / "run", config=config))
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    groups = {case_id.rsplit("_", 1)[0] for case_id in split["val"]}
+    assert not groups & {case_id.rsplit("_", 1)[0] for case_id in split["train"]}
+    assert 0.0 <= result.best_mean_dice <= 1.0
+    image = next((dataset / "images").iterdir())
+    target = tmp_path / "seg.nii.gz"
+    assert (
+        cli.main(
+            ["segment", str(image), str(target), "--model", str(result.bundle_folder), "--progress", "none"]
+        )
+        == 0
+    )
+    assert read_image(target).size == read_image(image).size

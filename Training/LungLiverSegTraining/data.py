@@ -9,6 +9,7 @@ run was resumed, how many loader workers there are, or on which DDP rank the sam
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,7 +100,9 @@ class PatchDataset(TorchDataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.transform.set_random_state(seed=sample_seed(self.seed, self.epoch, index))
-        samples = self.transform(dict(self.cases[index]))
+        with warnings.catch_warnings():  # a slice without the organ is a valid, all-background sample
+            warnings.filterwarnings("ignore", message="Num foregrounds 0")
+            samples = self.transform(dict(self.cases[index]))
         images = torch.stack([_plain(sample["image"]) for sample in samples])
         labels = torch.stack([_plain(sample["label"]) for sample in samples])
         return images.float(), labels.long()
