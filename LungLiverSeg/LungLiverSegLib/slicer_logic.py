@@ -276,7 +276,7 @@ class LungLiverSegLogic:
             return SegmentationOutcome(cancelled=result.cancelled, error=result.error)
         try:
             nodes = self._import_labels(job)
-        except (LungLiverSegError, RuntimeError) as error:
+        except Exception as error:  # any failure must still end the run (the GUI waits for it)
             return SegmentationOutcome(error=str(error))
         files = tuple(case.label_path for case in job.cases if case.volume_node is None)
         return SegmentationOutcome(segmentation_nodes=nodes, output_files=files)
