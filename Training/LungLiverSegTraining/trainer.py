@@ -131,21 +131,12 @@ def _train(options: TrainOptions, device: torch.device, context: DistributedCont
     dataset = open_dataset(options.dataset, config)
     split = _split(options, dataset, config, context)
     template, network = _network(config, options.init_from, device)
-    lookup = label_lookup(dataset, config)
-    by_id = {case.case_id: case for case in dataset.cases}
-    cached = [prepare_case(*load_case(by_id[case_id], lookup), config) for case_id in split.train]
-    val_cases = [ValidationCase(case_id, *load_case(by_id[case_id], lookup)) for case_id in split.val]
+    cached, val_cases = _load_cases(dataset, split, config)
     patches = PatchDataset(cached, augmentation(config), config.seed)
     loader, sampler, generator = _loader(patches, config, context)
     run = _run(network, config, len(loader), device, context)
     start_epoch = run.restore(saved) + 1 if saved is not None else 1
-    reporter = Reporter(
-        options.progress if context.is_main else "none",
-        config.epochs * len(loader),
-        (start_epoch - 1) * len(loader),
-        options.callback if context.is_main else None,
-        options.out / "tensorboard" if context.is_main else None,
-    )
+    reporter = _reporter(options, context, config.epochs * len(loader), (start_epoch - 1) * len(loader))
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.monotonic()
@@ -160,6 +151,26 @@ def _train(options: TrainOptions, device: torch.device, context: DistributedCont
         run.training_time_s += time.monotonic() - started
         _end_epoch(run, record, config, options.out, context, reporter)
     return _finish(run, options, config, template, dataset, split, device, context, reporter)
+
+
+def _load_cases(
+    dataset: Dataset, split: Split, config: TrainingConfig
+) -> tuple[list[dict], list[ValidationCase]]:
+    """Training cases prepared once for the patch pipeline; validation cases as read (original grid)."""
+    lookup = label_lookup(dataset, config)
+    by_id = {case.case_id: case for case in dataset.cases}
+    cached = [prepare_case(*load_case(by_id[case_id], lookup), config) for case_id in split.train]
+    val_cases = [ValidationCase(case_id, *load_case(by_id[case_id], lookup)) for case_id in split.val]
+    return cached, val_cases
+
+
+def _reporter(
+    options: TrainOptions, context: DistributedContext, total_steps: int, done_steps: int
+) -> Reporter:
+    """Rank 0 reports; the other ranks stay silent."""
+    if not context.is_main:
+        return Reporter("none", total_steps, done_steps)
+    return Reporter(options.progress, total_steps, done_steps, options.callback, options.out / "tensorboard")
 
 
 def _prepare_out_folder(options: TrainOptions, device: torch.device) -> dict[str, Any] | None:
