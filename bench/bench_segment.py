@@ -6,7 +6,7 @@ that peak RSS is each pipeline's own), in one invocation of this script:
 * ours: ``LungLiverSegLib.api.segment`` (read, reorient, body crop, torch resampling, sliding
   window, separable label-aware return, postprocessing, atomic write);
 * baseline: LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, ScaleIntensityRanged,
-  sliding_window_inference, Invertd, AsDiscreted, SaveImage (MONAI's documented recipe).
+  sliding_window_inference, Invertd, AsDiscreted, NibabelWriter (MONAI's documented recipe).
 
 It prints both wall times, the ratio, both peak RSS values and the Dice between the two outputs.
 ``--large`` instead segments a generated 512x512x1000 CT to show it fits in memory.
@@ -46,6 +46,7 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     import torch
     from LungLiverSegLib.catalogue import find_model
     from LungLiverSegLib.inference import load_model
+    from monai.data import NibabelWriter
     from monai.inferers import sliding_window_inference
     from monai.transforms import (
         AsDiscreted,
@@ -54,7 +55,6 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
         Invertd,
         LoadImaged,
         Orientationd,
-        SaveImage,
         ScaleIntensityRanged,
         Spacingd,
     )
@@ -95,14 +95,10 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     data["pred"].applied_operations = data["image"].applied_operations
     data["pred"].meta = data["image"].meta
     result = post(data)
-    saver = SaveImage(
-        output_dir=str(Path(output).parent),
-        output_postfix="",
-        separate_folder=False,
-        output_dtype=np.uint8,
-        resample=False,
-    )
-    saver(result["pred"].to(torch.uint8), meta_data={**result["pred"].meta, "filename_or_obj": output})
+    writer = NibabelWriter(output_dtype=np.uint8)
+    writer.set_data_array(result["pred"].to(torch.uint8), channel_dim=0)
+    writer.set_metadata(result["pred"].meta, resample=False)
+    writer.write(output)
     return {"seconds": time.perf_counter() - start}
 
 

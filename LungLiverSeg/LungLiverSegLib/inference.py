@@ -259,7 +259,23 @@ def probabilities_to_labels(probabilities: torch.Tensor, shape: tuple[int, int, 
         low = planes[[index[int(k)] for k in lower[start:stop]]]
         high = planes[[index[int(k)] for k in upper[start:stop]]]
         w = weight[start:stop, None, None, None]
-        labels[start:stop] = torch.argmax(low * (1 - w) + high * w, dim=1).to(torch.uint8).numpy()
+        blended = low if not w.any() else low * (1 - w) + high * w
+        labels[start:stop] = argmax_channels(blended).numpy()
+    return labels
+
+
+def argmax_channels(scores: torch.Tensor) -> torch.Tensor:
+    """``argmax`` over dim 1 as uint8, by a loop over the few channels.
+
+    ``torch.argmax`` along a non-innermost dimension is ~80x slower on the CPU than elementwise
+    comparisons; ties keep the lower channel, as ``torch.argmax`` does.
+    """
+    best = scores[:, 0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.uint8)
+    for channel in range(1, scores.shape[1]):
+        better = scores[:, channel] > best
+        labels[better] = channel
+        torch.maximum(best, scores[:, channel], out=best)
     return labels
 
 
