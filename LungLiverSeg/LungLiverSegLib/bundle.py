@@ -44,9 +44,11 @@ __all__ = [
     "bundle_from_json",
     "bundle_to_json",
     "load_bundle",
+    "label_to_json",
     "load_network",
     "model_card",
     "move_into_place",
+    "parse_labels",
     "save_bundle",
     "semver_key",
     "sha256_of_file",
@@ -417,7 +419,7 @@ def _parse_label(fields: JsonFields, value: int) -> LabelInfo:
     )
 
 
-def _parse_labels(fields: JsonFields) -> LabelMap:
+def parse_labels(fields: JsonFields) -> LabelMap:
     if not fields.data:
         fields.fail(None, "expected at least one label")
     labels: LabelMap = {}
@@ -454,7 +456,7 @@ def bundle_from_json(data: object, source: str | Path) -> ModelBundle:
     top = JsonFields(data, source)
     top.schema_version(SUPPORTED_SCHEMA_VERSIONS)
     dims = top.choice("dims", (2, 3))
-    labels = _parse_labels(top.child("labels"))
+    labels = parse_labels(top.child("labels"))
     weights = top.child("weights")
     return ModelBundle(
         name=top.text("name", NAME_RULE),
@@ -492,7 +494,7 @@ def _intensity_to_json(intensity: IntensitySpec) -> dict[str, Any]:
     return {"type": intensity.type, "min": intensity.min, "max": intensity.max}
 
 
-def _label_to_json(label: LabelInfo) -> dict[str, Any]:
+def label_to_json(label: LabelInfo) -> dict[str, Any]:
     return {
         "name": label.name,
         "color": list(label.color),
@@ -535,7 +537,7 @@ def bundle_to_json(bundle: ModelBundle) -> dict[str, Any]:
             "overlap": inference.overlap,
             "batch_size": inference.batch_size,
         },
-        "labels": {str(value): _label_to_json(label) for value, label in sorted(bundle.labels.items())},
+        "labels": {str(value): label_to_json(label) for value, label in sorted(bundle.labels.items())},
         "postprocessing": {
             "largest_component": list(post.largest_component),
             "fill_holes": list(post.fill_holes),

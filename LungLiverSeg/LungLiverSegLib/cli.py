@@ -74,22 +74,27 @@ def _add_segment(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("input", type=Path, help="image file, DICOM series folder, or folder of image files")
     cmd.add_argument("output", type=Path, help="output file (.nii.gz, .nrrd, .seg.nrrd) or folder")
     cmd.add_argument("--model", default="lungs-ct-3d", help="model name (see `lunglivseg models`) or path")
-    cmd.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    add_runtime_options(cmd)
     cmd.add_argument("--overlap", type=float, default=None, help="sliding-window overlap 0..0.9")
     cmd.add_argument("--batch-size", type=int, default=None, help="windows or slices per forward pass")
-    cmd.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     cmd.add_argument("--series-uid", default=None, help="DICOM SeriesInstanceUID when a folder has several")
     cmd.add_argument(
         "--format", default=".nii.gz", help="output suffix for folder input (.nii.gz, .seg.nrrd)"
     )
     cmd.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    cmd.set_defaults(run=run_segment)
+
+
+def add_runtime_options(cmd: argparse.ArgumentParser) -> None:
+    """--device, --threads and --progress, the same for every long-running command."""
+    cmd.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    cmd.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     cmd.add_argument(
         "--progress",
         choices=("bar", "json", "none"),
         default="bar",
         help="progress display: a bar on stderr, JSON lines on stdout (for programs), none",
     )
-    cmd.set_defaults(run=run_segment)
 
 
 def run_segment(args: argparse.Namespace, cancel: CancelToken) -> int:
@@ -262,8 +267,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser("demo", help="segment a generated CT phantom end to end (no network needed)")
     cmd.add_argument("--out", type=Path, default=Path("lunglivseg-demo"), help="output folder")
     cmd.add_argument("--model", default="phantom-ct-3d", help="model to run on the phantom")
-    cmd.add_argument("--device", default="auto")
-    cmd.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
+    add_runtime_options(cmd)
     cmd.set_defaults(run=run_demo)
 
 
@@ -273,7 +277,7 @@ def run_demo(args: argparse.Namespace, cancel: CancelToken) -> int:
 
     report = _progress_printer(args.progress)
     progress = Progress(lambda event: report(event, "phantom"), cancel, STAGES)
-    summary = demo(args.out, model=args.model, device=args.device, progress=progress)
+    summary = demo(args.out, model=args.model, device=args.device, threads=args.threads, progress=progress)
     print(summary)
     return 0
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import JsonFields, _label_to_json, _parse_labels
+from .bundle import JsonFields, label_to_json, parse_labels
 from .errors import LungLiverSegError
-from .evaluate import _aligned, _json_safe
+from .evaluate import aligned_table, json_safe
 from .files import write_text_atomic
 from .geometry import Image, same_grid
 from .imageio import read_image, read_segmentation, write_image
@@ -80,7 +80,7 @@ class CaseRecord:
     correction: dict[str, dict[str, Any]] | None
 
     def to_json(self) -> dict[str, Any]:
-        return _json_safe({**asdict(self), "label_values": list(self.label_values)})
+        return json_safe({**asdict(self), "label_values": list(self.label_values)})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CaseRecord:
@@ -184,11 +184,11 @@ def _validated_label_map(label_map: LabelMap) -> LabelMap:
         raise DatasetExportError(f"label values {too_large} do not fit in uint8 (at most {MAX_LABEL_VALUE})")
     if any(info.name == "background" for info in label_map.values()):
         raise DatasetExportError('"background" is reserved for label 0 in dataset.json; rename that segment')
-    return _parse_labels(JsonFields(_label_map_to_json(label_map), "label map", "labels"))
+    return parse_labels(JsonFields(_label_map_to_json(label_map), "label map", "labels"))
 
 
 def _label_map_to_json(label_map: LabelMap) -> dict[str, Any]:
-    return {str(value): _label_to_json(info) for value, info in sorted(label_map.items())}
+    return {str(value): label_to_json(info) for value, info in sorted(label_map.items())}
 
 
 def _checked_labels(labels: Image, image: Image, label_map: LabelMap, role: str) -> Image:
@@ -425,7 +425,7 @@ def _read_description(root: Path) -> dict[str, Any]:
 
 def _dataset_label_map(description: dict[str, Any], root: Path) -> LabelMap:
     label_map = description[OWN_SECTION].get("label_map")
-    return _parse_labels(JsonFields(label_map, root / DATASET_JSON, f"{OWN_SECTION}.label_map"))
+    return parse_labels(JsonFields(label_map, root / DATASET_JSON, f"{OWN_SECTION}.label_map"))
 
 
 def _listed_case_ids(description: dict[str, Any], root: Path) -> list[str]:
@@ -480,7 +480,7 @@ def correction_summary(dataset_dir: str | Path) -> str:
         per_case = [correction[label.name] for correction in corrected if label.name in correction]
         if per_case:
             rows.append(_summary_row(label.name, per_case))
-    return heading + "\n" + _aligned(rows)
+    return heading + "\n" + aligned_table(rows)
 
 
 def _summary_row(name: str, per_case: list[dict[str, Any]]) -> list[str]:
@@ -561,4 +561,4 @@ def _read_label_map_file(path: Path) -> LabelMap:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DatasetExportError(f"{path}: cannot read the label map ({error})") from None
-    return _parse_labels(JsonFields(data, path, "labels"))
+    return parse_labels(JsonFields(data, path, "labels"))

@@ -21,14 +21,19 @@ DEMO_SEED = 2026
 
 
 def run_demo(
-    out: Path, *, model: str = "phantom-ct-3d", device: str = "auto", progress: Progress | None = None
+    out: Path,
+    *,
+    model: str = "phantom-ct-3d",
+    device: str = "auto",
+    threads: int | None = None,
+    progress: Progress | None = None,
 ) -> str:
     """Run the demo into ``out`` (its own files there are replaced) and return a printable summary."""
     out.mkdir(parents=True, exist_ok=True)
     # No tumour: the demo model segments lungs and liver only, so the truth compares like with like.
     ct, truth, _ = make_phantom(seed=DEMO_SEED, tumour=False)
     ct_path = write_image(out / "phantom_ct.nii.gz", ct, overwrite=True)
-    loaded = load_model(model, device)
+    loaded = load_model(model, device, threads)
     labels = segment_image(ct, loaded, progress=progress)
     seg_path = save_labels(out / "phantom_segmentation.seg.nrrd", labels, loaded, overwrite=True)
     label_map = loaded.bundle.labels

@@ -210,7 +210,7 @@ def _number(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.3f}"
 
 
-def _aligned(rows: list[list[str]]) -> str:
+def aligned_table(rows: list[list[str]]) -> str:
     """Text table: first column left-aligned, the others right-aligned."""
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return "\n".join(
@@ -252,10 +252,10 @@ def format_table(result: CaseResult | FolderResult) -> str:
     """Aligned text table with the metric definitions in its header."""
     cases = [result] if isinstance(result, CaseResult) else result.cases
     header = ["case", "label", *_metric_names(cases)]
-    parts = [DEFINITIONS, _aligned([header, *_case_rows(cases)])]
+    parts = [DEFINITIONS, aligned_table([header, *_case_rows(cases)])]
     if isinstance(result, FolderResult):
         parts.append(
-            _aligned([["statistic", "label", *_metric_names(cases)], *_summary_rows(result.summary)])
+            aligned_table([["statistic", "label", *_metric_names(cases)], *_summary_rows(result.summary)])
         )
         if result.missing_predictions:
             parts.append("missing predictions (scored as empty): " + ", ".join(result.missing_predictions))
@@ -264,12 +264,12 @@ def format_table(result: CaseResult | FolderResult) -> str:
     return "\n\n".join(parts)
 
 
-def _json_safe(value: object) -> object:
+def json_safe(value: object) -> object:
     """Replace inf by the string "inf" in nested dicts and lists."""
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
     if isinstance(value, float) and math.isinf(value):
         return "inf"
     return value
@@ -301,7 +301,7 @@ def to_json(result: CaseResult | FolderResult) -> str:
             "missing_predictions": result.missing_predictions,
             "extra_predictions": result.extra_predictions,
         }
-    return json.dumps(_json_safe(document), indent=2)
+    return json.dumps(json_safe(document), indent=2)
 
 
 def to_csv(result: CaseResult | FolderResult) -> str:

@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 import torch
+from LungLiverSegLib.cli import add_runtime_options
 from LungLiverSegLib.progress import CancelToken
 
 from .config import PRESETS, load_config
@@ -36,16 +37,9 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
     cmd.add_argument("--init-from", type=Path, default=None, help="fine-tune from this model bundle")
-    cmd.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     cmd.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
-    cmd.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     cmd.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    cmd.add_argument(
-        "--progress",
-        choices=("bar", "json", "none"),
-        default="bar",
-        help="a bar on stderr, JSON lines on stdout (for programs), or none",
-    )
+    add_runtime_options(cmd)
     cmd.set_defaults(run=run_train)
 
 
