@@ -70,9 +70,17 @@ class CatalogueEntry:
 
 
 def bundled_models_dir() -> Path:
-    """The extension's ``Resources/Models`` (``$LUNGLIVSEG_BUNDLED_MODELS`` overrides it)."""
+    """The extension's ``Resources/Models`` (``$LUNGLIVSEG_BUNDLED_MODELS`` overrides it).
+
+    In the source tree it is the repository's ``Resources/Models``; in an installed Slicer
+    extension CMake puts it beside the module (``qt-scripted-modules/Resources/Models``).
+    """
     override = os.environ.get(BUNDLED_MODELS_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "Resources" / "Models"
+    if override:
+        return Path(override)
+    package = Path(__file__).resolve().parent
+    candidates = [package.parents[1] / "Resources" / "Models", package.parent / "Resources" / "Models"]
+    return next((folder for folder in candidates if folder.is_dir()), candidates[0])
 
 
 def user_models_dir() -> Path:

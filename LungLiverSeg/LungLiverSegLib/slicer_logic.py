@@ -45,7 +45,15 @@ from .process import (
 if TYPE_CHECKING:  # imports torch: only where a model is needed
     from .dataset_export import CaseRecord
 
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+# The repository's pyproject.toml, or the copy CMake installs beside the module in an extension.
+PYPROJECT = next(
+    (
+        folder / "pyproject.toml"
+        for folder in Path(__file__).resolve().parents[1:3]
+        if (folder / "pyproject.toml").is_file()
+    ),
+    Path(__file__).resolve().parents[2] / "pyproject.toml",
+)
 REQUIRED_IMPORTS = ("torch", "monai", "SimpleITK", "safetensors")
 # Slicer ships its own SimpleITK (with Slicer's image IO); a pip install over it breaks Slicer.
 PROVIDED_BY_SLICER = ("SimpleITK",)
