@@ -1,10 +1,11 @@
-"""Run the segmentation CLI in a child process and turn its JSON lines into events.
+"""Run the segmentation or training CLI in a child process and turn its JSON lines into events.
 
-Segmentation never runs inside Slicer's process: a crash, an out-of-memory kill or a hung model
-would take the application (and the user's unsaved work) down with it, and the Qt thread must
-stay free to repaint. The child is ``python -m LungLiverSegLib.cli segment ... --progress json``;
-reader threads put its lines into a queue, and ``poll()`` hands them out on the caller's thread
-(a ``QTimer`` in Slicer, a loop in ``wait()`` for scripts and tests), so callbacks may touch MRML.
+Segmentation and training never run inside Slicer's process: a crash, an out-of-memory kill or a
+hung model would take the application (and the user's unsaved work) down with it, and the Qt
+thread must stay free to repaint. The child is ``python -m LungLiverSegLib.cli segment|train
+... --progress json``; reader threads put its lines into a queue, and ``poll()`` hands them out on
+the caller's thread (a ``QTimer`` in Slicer, a loop in ``wait()`` for scripts and tests), so
+callbacks may touch MRML.
 
 Cancel stops the whole process tree: SIGTERM to the child's process group (the CLI cancels
 cooperatively and removes its partial output), then SIGKILL after a grace period for anything
@@ -39,23 +40,37 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ProgressUpdate:
-    """One ``progress`` line of the CLI: overall fraction, stage and estimated seconds left."""
+    """A ``progress`` (segmentation) or ``step`` (training) line: overall fraction, stage and
+    estimated seconds left; training steps also carry their epoch and loss, so that a caller who
+    knows the number of epochs and the last validation can say more than the line alone."""
 
     fraction: float
     stage: str
     eta_s: float | None
     case: str = ""
+    epoch: int | None = None
+    loss: float | None = None
 
 
 @dataclass(frozen=True)
 class CaseDone:
-    """One ``done`` line of the CLI: an input was segmented and its output written."""
+    """A ``done`` line: an input was segmented into ``output``, or a training run exported its
+    bundle folder (``output``; no ``input``)."""
 
     input: str
     output: str
 
 
-ProcessEvent = ProgressUpdate | CaseDone
+@dataclass(frozen=True)
+class EpochValidated:
+    """A training ``validation`` line: the mean Dice (and Dice per segment) after an epoch."""
+
+    epoch: int
+    mean_dice: float
+    dice: dict[str, float]
+
+
+ProcessEvent = ProgressUpdate | CaseDone | EpochValidated
 
 
 @dataclass(frozen=True)
@@ -98,23 +113,49 @@ class ProcessRunner(Protocol):
 
 
 def parse_line(line: str) -> ProcessEvent | None:
-    """The event a CLI stdout line carries, or None for anything else (logged, not shown)."""
+    """The event a CLI stdout line carries, or None for anything else (logged, not shown).
+
+    Training's ``epoch`` lines repeat what its ``step`` and ``validation`` lines said: None.
+    """
     try:
         message = json.loads(line)
     except json.JSONDecodeError:
         return None
     if not isinstance(message, dict):
         return None
-    if message.get("event") == "progress":
+    event = message.get("event")
+    if event == "progress":
         return ProgressUpdate(
             fraction=float(message.get("fraction", 0.0)),
             stage=str(message.get("stage", "")),
             eta_s=message.get("eta_s"),
             case=str(message.get("case", "")),
         )
-    if message.get("event") == "done":
-        return CaseDone(str(message.get("input", "")), str(message.get("output", "")))
+    if event == "step":
+        epoch, loss = int(message["epoch"]), float(message["loss"])
+        return ProgressUpdate(
+            float(message["fraction"]),
+            training_status(epoch, loss),
+            message.get("eta_s"),
+            epoch=epoch,
+            loss=loss,
+        )
+    if event == "validation":
+        dice = {str(name): float(value) for name, value in message.get("dice", {}).items()}
+        return EpochValidated(int(message["epoch"]), float(message["mean_dice"]), dice)
+    if event == "done":
+        output = message.get("output", message.get("bundle", ""))
+        return CaseDone(str(message.get("input", "")), str(output))
     return None
+
+
+def training_status(
+    epoch: int, loss: float, epochs: int | None = None, mean_dice: float | None = None
+) -> str:
+    """``epoch 12/200, loss 0.31, val Dice 0.93``: the total and the Dice where they are known."""
+    text = f"epoch {epoch}/{epochs}" if epochs is not None else f"epoch {epoch}"
+    text += f", loss {loss:.2f}"
+    return text if mean_dice is None else f"{text}, val Dice {mean_dice:.2f}"
 
 
 class ThreadedProcessRunner:
@@ -220,7 +261,7 @@ class _Run:
             return
         if line.strip():
             self.log.append(line)
-            logger.info("segmentation process: %s", line)
+            logger.info("child process: %s", line)
             if stream == _STDERR:
                 self.last_error_line = line.strip()
 
@@ -303,4 +344,29 @@ def segmentation_command(
         command += ["--format", output_format]
     if overwrite:
         command.append("--overwrite")
+    return command
+
+
+def training_command(
+    python: str,
+    dataset_dir: str | Path,
+    config: str,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    epochs: int | None = None,
+    init_from: str | Path | None = None,
+    resume: bool = False,
+    threads: int | None = None,
+) -> list[str]:
+    """``python -m LungLiverSegLib.cli train --dataset D --config C --out O ... --progress json``.
+
+    ``config`` is a preset name or a JSON file; with ``resume`` the run's own config is used.
+    """
+    command = [python, "-m", "LungLiverSegLib.cli", "train", "--dataset", str(dataset_dir)]
+    command += ["--config", config, "--out", str(out_dir), "--device", device, "--progress", "json"]
+    optional = (("--epochs", epochs), ("--init-from", init_from), ("--threads", threads))
+    command += [word for option, value in optional if value is not None for word in (option, str(value))]
+    if resume:
+        command.append("--resume")
     return command
