@@ -36,6 +36,7 @@ from LungLiverSegLib.labels import LabelInfo
 from LungLiverSegLib.memory import plan_execution
 from LungLiverSegLib.postprocess import postprocess_labels
 from LungLiverSegLib.progress import CancelToken, Progress
+from LungLiverSegLib.transforms import body_mask
 from scipy.spatial.transform import Rotation
 
 BRIGHT_HU = 200.0
@@ -253,3 +254,23 @@ def test_postprocessing_keeps_largest_component_and_fills_holes_without_stealing
     cleaned = postprocess_labels(labels.copy(), (1.0, 1.0, 1.0), spec)
     assert cleaned[4, 4, 4] == 1 and cleaned[3, 3, 3] == 2 and cleaned[1, 10, 10] == 0
     assert (cleaned == 1).sum() == 7**3 - 1
+
+
+def test_body_mask_keeps_the_patient_fills_lungs_and_airway_and_drops_the_table():
+    volume = np.full((20, 40, 40), -1000.0)
+    volume[:, 5:30, 5:35] = 40.0  # body
+    volume[:, 10:25, 10:18] = -850.0  # a lung, enclosed in every axial slice
+    volume[:, 15:18, 19:22] = -1000.0  # the trachea, open at the top and bottom slices
+    volume[:, 33:36, 2:38] = 300.0  # the CT table, below the body with air in between
+    body = body_mask(volume, -500.0)
+    assert body[:, 12, 12].all() and body[:, 16, 20].all()  # lung and trachea are inside
+    assert not body[:, 34, 20].any() and not body[:, 1, 1].any()  # table and outside air are not
+
+
+def test_nothing_is_segmented_on_the_table():
+    image = ellipsoid_ct()
+    array = image.array.copy()
+    array[:, 46:49, 5:55] = 300  # a table under the patient (separate from the ellipsoid)
+    labels = segment_image(image.with_array(array), loaded())
+    assert not labels.array[:, 46:49, 5:55].any()
+    assert dice(labels.array == 1, image.array > 0) > 0.93

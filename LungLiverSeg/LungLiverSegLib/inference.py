@@ -103,6 +103,8 @@ def segment_image(
     progress.update("preprocess", 1.0)
 
     probabilities = predict(prepared.tensor, loaded, plan, overlap, progress)
+    if prepared.body is not None:
+        outside_body(probabilities, prepared.body)
     progress.update("postprocess", 0.0)
     labels = probabilities_to_labels(probabilities, prepared.crop_shape)
     del probabilities
@@ -222,6 +224,18 @@ def predict(
             )
     merged = torch.cat(outputs, dim=0)
     return merged[0] if bundle.dims == 3 else merged.permute(1, 0, 2, 3)
+
+
+def outside_body(probabilities: torch.Tensor, body: torch.Tensor) -> None:
+    """Make everything outside the body certain background (in place), before upsampling.
+
+    Air around the patient looks like lung and the CT table like tissue to a network that sees one
+    window at a time; the body mask settles it, and doing it on probabilities keeps the return to
+    the input grid label-aware.
+    """
+    outside = ~body
+    probabilities[0][outside] = 1.0
+    probabilities[1:, outside] = 0.0
 
 
 def _count_windows(shape: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from . import geometry
 from .bundle import IntensitySpec, PreprocessingSpec
@@ -29,6 +30,7 @@ class PreparedImage:
     ``tensor`` is float32 ``[1, k, j, i]`` (channel first). ``oriented`` is the input after
     reorientation (full grid); ``crop_box`` selects the body region of it that was resampled to
     ``tensor``'s spatial shape; ``original_code`` is the input's orientation to return to.
+    ``body`` (bool, ``tensor``'s shape) marks the patient's body where the bundle crops to it.
     """
 
     tensor: torch.Tensor
@@ -36,6 +38,7 @@ class PreparedImage:
     crop_box: tuple[slice, slice, slice]
     original_code: str | None
     label: torch.Tensor | None = None
+    body: torch.Tensor | None = None
 
     @property
     def crop_shape(self) -> tuple[int, int, int]:
@@ -63,6 +66,25 @@ def body_box(array: np.ndarray, threshold: float, margin_vox: tuple[int, int, in
     if not inside.any():
         return tuple(slice(0, n) for n in array.shape)
     return geometry.bounding_box(inside, margin_vox)
+
+
+def body_mask(volume: np.ndarray, threshold: float) -> np.ndarray:
+    """The patient's body in a ``[k, j, i]`` CT: the largest connected region above ``threshold``,
+    with enclosed holes (lungs, airways, bowel gas) filled slice by slice.
+
+    The CT table, blankets and air around the patient are outside it, so no organ can be found
+    there. Holes are filled per axial slice because the airway reaches the top of a chest CT, which
+    would leave the lungs connected to the outside in 3D.
+    """
+    inside = volume > threshold
+    components, count = ndimage.label(inside)
+    if count == 0:
+        return np.ones(volume.shape, dtype=bool)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_fill_holes(components == int(sizes.argmax()), structure=in_plane)
 
 
 def target_shape(shape: tuple[int, int, int], spacing_kji: np.ndarray, spec: PreprocessingSpec) -> tuple:
@@ -100,12 +122,16 @@ def prepare(image: Image, spec: PreprocessingSpec, label: Image | None = None) -
     box = _crop_box(volume.array, spacing_kji, spec)
     cropped = torch.from_numpy(np.ascontiguousarray(volume.array[box], dtype=np.float32))[None]
     shape = target_shape(cropped.shape[1:], spacing_kji, spec)
-    tensor = normalize_intensity(resample(cropped, shape), spec.intensity)
+    resampled = resample(cropped, shape)
+    body = None
+    if spec.body_crop is not None and spec.resize_inplane is None:
+        body = torch.from_numpy(body_mask(resampled[0].numpy(), spec.body_crop.threshold))
+    tensor = normalize_intensity(resampled, spec.intensity)
     label_tensor = None
     if label is not None:
         label_crop = torch.from_numpy(np.ascontiguousarray(as_volume(label).array[box]).astype(np.int64))
         label_tensor = resample(label_crop[None], shape, labels=True)[0].long()
-    return PreparedImage(tensor.contiguous(), volume, box, original_code, label_tensor)
+    return PreparedImage(tensor.contiguous(), volume, box, original_code, label_tensor, body)
 
 
 def _crop_box(array: np.ndarray, spacing_kji: np.ndarray, spec: PreprocessingSpec) -> tuple[slice, ...]:
