@@ -1,11 +1,14 @@
 """What the Slicer module does, without Qt: segment volume nodes through the CLI, keep the
-model's proposal, export corrections for training, and check/install the Python dependencies.
+model's proposal, export corrections for training, train a model on them and install it, and
+check/install the Python dependencies.
 
 The scene and the process runner are passed in, so the same class runs in Slicer (the module's
 ``LungLiverSegLogic`` adds only the parameter node) and on a headless ``slicer-core`` scene in
-tests. Segmentation always runs in a child process (``process.py``); this class writes its input,
-starts it, and on success turns its label file into a segmentation node. A failed or cancelled
-run leaves the scene as it was and removes its temporary files.
+tests. Segmentation and training always run in a child process (``process.py``), one at a time
+on the same runner. For segmentation this class writes its input, starts it, and on success turns
+its label file into a segmentation node; a failed or cancelled run leaves the scene as it was and
+removes its temporary files. A finished training run's bundle is installed into the user's models
+folder; a cancelled one keeps its last checkpoint, which ``resume`` continues.
 
 Torch is imported only where a model is needed (the catalogue opens bundles), so the module loads
 in a Slicer where the dependencies are still missing and can offer to install them.
@@ -13,6 +16,7 @@ in a Slicer where the dependencies are still missing and can offer to install th
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import re
@@ -32,6 +36,7 @@ from .imageio import read_image, write_image
 from .labels import LabelMap
 from .process import (
     CaseDone,
+    EpochValidated,
     ProcessEvent,
     ProcessResult,
     ProcessRunner,
@@ -40,6 +45,8 @@ from .process import (
     child_environment,
     segmentation_command,
     slicer_python,
+    training_command,
+    training_status,
 )
 
 if TYPE_CHECKING:  # imports torch: only where a model is needed
@@ -95,6 +102,26 @@ class SegmentationOutcome:
 FinishedCallback = Callable[[SegmentationOutcome], None]
 
 
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """How a training run ended: the installed model and its validation metrics (model.json's
+    ``validation``: Dice and NSD per segment, mean Dice, best epoch), or why it did not."""
+
+    model_name: str | None = None
+    model_version: str | None = None
+    bundle_folder: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.cancelled and self.error is None
+
+
+TrainingFinishedCallback = Callable[[TrainingOutcome], None]
+
+
 @dataclass
 class _Case:
     """One input of a run: a volume node (gets a segmentation node) or a file (gets an output file)."""
@@ -116,6 +143,28 @@ class _Job:
     outcome: SegmentationOutcome | None = field(default=None)
 
 
+@dataclass
+class _TrainingJob:
+    """One training run, and what its lines told so far (for the status text and the bundle)."""
+
+    epochs: int | None
+    replace_installed: bool
+    on_progress: ProgressCallback | None
+    on_finished: TrainingFinishedCallback | None
+    mean_dice: float | None = None
+    exported_bundle: str | None = None
+    outcome: TrainingOutcome | None = None
+
+    def handle(self, event: ProcessEvent) -> None:
+        if isinstance(event, EpochValidated):
+            self.mean_dice = event.mean_dice
+        elif isinstance(event, CaseDone):
+            self.exported_bundle = event.output
+        elif self.on_progress is not None and event.epoch is not None and event.loss is not None:
+            status = training_status(event.epoch, event.loss, self.epochs, self.mean_dice)
+            self.on_progress(dataclasses.replace(event, stage=status))
+
+
 class LungLiverSegLogic:
     """Segmentation, proposals and export on one MRML scene, with one run at a time."""
 
@@ -134,7 +183,7 @@ class LungLiverSegLogic:
         return self.runner.poll()
 
     def cancel(self) -> None:
-        """Stop the running segmentation; its ``on_finished`` reports ``cancelled``."""
+        """Stop the running segmentation or training; its ``on_finished`` reports ``cancelled``."""
         self.runner.cancel()
 
     def process(
@@ -199,6 +248,48 @@ class LungLiverSegLogic:
         )
         return self._run(job, command, waitForCompletion)
 
+    def train(
+        self,
+        dataset_dir: str | Path,
+        config: str,
+        out_dir: str | Path,
+        *,
+        device: str = "auto",
+        epochs: int | None = None,
+        init_from: str | Path | None = None,
+        resume: bool = False,
+        threads: int | None = None,
+        replace_installed: bool = False,
+        waitForCompletion: bool = False,  # noqa: N803
+        on_progress: ProgressCallback | None = None,
+        on_finished: TrainingFinishedCallback | None = None,
+    ) -> TrainingOutcome | None:
+        """Train on an exported dataset in a child process and install the resulting bundle.
+
+        ``config`` is a preset name or a JSON config file; ``init_from`` a bundle to fine-tune;
+        ``resume`` continues the run in ``out_dir`` from its last checkpoint (which a cancelled
+        run keeps). An installed model of the same name and version is replaced only with
+        ``replace_installed``. Progress statuses read "epoch 12/200, loss 0.31, val Dice 0.93".
+        Returns the outcome with ``waitForCompletion``; otherwise None, and ``on_finished`` gets it.
+        """
+        self._check_idle()
+        job = _TrainingJob(_total_epochs(config, epochs, resume), replace_installed, on_progress, on_finished)
+        command = training_command(
+            self.python,
+            Path(dataset_dir).resolve(),
+            config,
+            Path(out_dir).resolve(),
+            device=device,
+            epochs=epochs,
+            init_from=init_from,
+            resume=resume,
+            threads=threads,
+        )
+        self.runner.start(
+            command, job.handle, lambda result: self._finish_training(job, result), env=child_environment()
+        )
+        return self._outcome_when_done(job, waitForCompletion)
+
     def proposal_of(self, segmentation_node: Any) -> Proposal | None:
         """The model's labels for this node as first produced (None if no model filled it)."""
         return self._proposals.get(segmentation_node.GetID())
@@ -252,11 +343,16 @@ class LungLiverSegLogic:
         on_finished: FinishedCallback | None,
     ) -> _Job:
         """Checks before anything is written: one run at a time, and a model that exists."""
-        if self.is_running:
-            raise RuntimeError("a segmentation is already running; cancel it or wait for it first")
+        self._check_idle()
         label_map, model = _model_labels(model_name)
         workdir = Path(tempfile.mkdtemp(prefix="lunglivseg-"))
         return _Job(model, label_map, workdir, [], replace, on_progress, on_finished)
+
+    def _check_idle(self) -> None:
+        if self.is_running:
+            raise RuntimeError(
+                "a segmentation or training is already running; cancel it or wait for it first"
+            )
 
     def _run(self, job: _Job, command: list[str], wait: bool) -> SegmentationOutcome | None:
         with _removed_on_error(job.workdir):
@@ -266,10 +362,19 @@ class LungLiverSegLogic:
                 lambda result: self._finish(job, result),
                 env=child_environment(),
             )
+        return self._outcome_when_done(job, wait)
+
+    def _outcome_when_done(self, job: _Job | _TrainingJob, wait: bool) -> Any:
+        """The job's outcome once the child ended, with ``wait``; else None at once."""
         if not wait:
             return None
         self.runner.wait()
         return job.outcome
+
+    def _finish_training(self, job: _TrainingJob, result: ProcessResult) -> None:
+        job.outcome = _training_outcome(job, result)
+        if job.on_finished is not None:
+            job.on_finished(job.outcome)
 
     def _finish(self, job: _Job, result: ProcessResult) -> None:
         try:
@@ -312,8 +417,35 @@ class LungLiverSegLogic:
 
 
 def _report_progress(job: _Job, event: ProcessEvent) -> None:
-    if job.on_progress is not None and not isinstance(event, CaseDone):
+    if job.on_progress is not None and isinstance(event, ProgressUpdate):
         job.on_progress(event)
+
+
+def _total_epochs(config: str, epochs: int | None, resume: bool) -> int | None:
+    """The run's number of epochs for the status text; unknown when resuming without ``epochs``
+    (the run's own config, in its checkpoint, decides). An unknown config is refused here."""
+    if epochs is not None or resume:
+        return epochs
+    from LungLiverSegTraining.config import load_config
+
+    return load_config(config).epochs
+
+
+def _training_outcome(job: _TrainingJob, result: ProcessResult) -> TrainingOutcome:
+    """Install the exported bundle; any failure to do so is the run's error (the GUI waits for it)."""
+    if not result.succeeded:
+        return TrainingOutcome(cancelled=result.cancelled, error=result.error)
+    if not job.exported_bundle:
+        return TrainingOutcome(error="the training finished without reporting its bundle")
+    from .bundle import load_bundle
+    from .catalogue import import_model
+
+    try:
+        entry = import_model(job.exported_bundle, overwrite=job.replace_installed)
+        metrics = load_bundle(entry.folder, verify_checksum=False).validation
+    except Exception as error:
+        return TrainingOutcome(error=str(error))
+    return TrainingOutcome(entry.name, entry.version, entry.folder, dict(metrics))
 
 
 def _model_labels(model_name: str) -> tuple[LabelMap, ModelId]:
