@@ -1,8 +1,8 @@
 """LungLiverSeg: lung and liver segmentation in 3D Slicer, with correction export for training.
 
 A thin GUI over ``LungLiverSegLib.slicer_logic`` (tested headless on slicer-core): the widget
-binds the parameter node to the .ui, turns Segment into Cancel while the child process runs,
-and polls it from a QTimer so that Slicer stays responsive.
+binds the parameter node to the .ui, turns Segment (or Train) into Cancel while the child process
+runs, and polls it from a QTimer so that Slicer stays responsive.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 POLL_INTERVAL_MS = 100
+SEGMENT, TRAIN = "segment", "train"  # the task of the running child process
 # What a user can fix (bad input, unknown model, full disk, refused export): one line, no traceback.
 USER_ERRORS = (LungLiverSegError, RuntimeError, OSError, ValueError)
 
@@ -65,6 +66,11 @@ class LungLiverSegParameterNode:
     replaceSegments: bool = True
     datasetFolder: str
     caseId: str
+    trainingDatasetFolder: str
+    trainingConfig: str
+    trainingEpochs: int = 0
+    trainingRunFolder: str
+    fineTune: bool = False
 
 
 class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -77,6 +83,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._pollTimer = None
+        self._task = None  # SEGMENT or TRAIN while a child process runs
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -94,15 +101,17 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.openSegmentEditorButton.connect("clicked(bool)", self.onOpenSegmentEditorButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
 
         self.ui.deviceSelector.addItems(slicer_logic.device_choices())
         if not slicer_logic.missing_dependencies():
             self.populateModels()
-        self.setRunning(False)
+            self.populatePresets()
+        self.setRunning(None)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Never leave a segmentation process behind when the module is torn down."""
+        """Never leave a segmentation or training process behind when the module is torn down."""
         if self.logic is not None:
             self.logic.cancel()
         self.removeObservers()
@@ -130,6 +139,8 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
         if not self._parameterNode.modelName and self.ui.modelSelector.count:
             self._parameterNode.modelName = self.ui.modelSelector.itemText(0)
+        if not self._parameterNode.trainingConfig and self.ui.trainingConfigSelector.count:
+            self._parameterNode.trainingConfig = self.ui.trainingConfigSelector.itemText(0)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -148,11 +159,24 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.modelSelector.addItem(entry.name)
             self.ui.modelSelector.setItemData(index, slicer_logic.model_tooltip(entry), qt.Qt.ToolTipRole)
 
+    def populatePresets(self) -> None:
+        """The training presets; without the training package, Train stays off and says why."""
+        presets = slicer_logic.training_presets()
+        self.ui.trainingConfigSelector.clear()
+        self.ui.trainingConfigSelector.addItems(presets)
+        self.ui.trainingStatusLabel.text = (
+            "" if presets else "Training needs the LungLiverSegTraining package."
+        )
+
     def updateButtons(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
         running = self.logic.is_running
-        self.ui.segmentButton.enabled = running or bool(
-            parameters and parameters.inputVolume and parameters.modelName
+        task = self._task if running else None
+        self.ui.segmentButton.enabled = task == SEGMENT or (
+            not running and bool(parameters and parameters.inputVolume and parameters.modelName)
+        )
+        self.ui.trainButton.enabled = task == TRAIN or (
+            not running and bool(parameters and self.trainingDataset() and parameters.trainingConfig)
         )
         self.ui.openSegmentEditorButton.enabled = bool(parameters and parameters.outputSegmentation)
         self.ui.exportButton.enabled = not running and bool(
@@ -163,23 +187,31 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             and parameters.caseId
         )
 
-    def setRunning(self, running: bool) -> None:
-        """Segment becomes Cancel; the inputs stay fixed while the process works on them."""
-        self.ui.segmentButton.text = "Cancel" if running else "Segment"
+    def setRunning(self, task: str | None) -> None:
+        """The task's button becomes Cancel; the inputs stay fixed while the process works on them."""
+        self._task = task
+        self.ui.segmentButton.text = "Cancel" if task == SEGMENT else "Segment"
+        self.ui.trainButton.text = "Cancel" if task == TRAIN else "Train"
         for widget in (
             self.ui.inputVolumeSelector,
             self.ui.modelSelector,
             self.ui.deviceSelector,
             self.ui.outputSegmentationSelector,
             self.ui.replaceSegmentsCheckBox,
+            self.ui.trainingDatasetSelector,
+            self.ui.trainingConfigSelector,
+            self.ui.trainingEpochsSpinBox,
+            self.ui.trainingRunFolderSelector,
+            self.ui.fineTuneCheckBox,
         ):
-            widget.enabled = not running
-        self.ui.progressBar.visible = running
-        if running:
-            self.ui.progressBar.value = 0
-            self._pollTimer.start()
-        else:
+            widget.enabled = task is None
+        self.ui.progressBar.visible = task == SEGMENT
+        self.ui.trainingProgressBar.visible = task == TRAIN
+        self.ui.progressBar.value = self.ui.trainingProgressBar.value = 0
+        if task is None:
             self._pollTimer.stop()
+        else:
+            self._pollTimer.start()
         self.updateButtons()
 
     def onSegmentButton(self) -> None:
@@ -201,14 +233,14 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 on_finished=self.onFinished,
             )
             self.ui.statusLabel.text = "Starting..."
-            self.setRunning(True)
+            self.setRunning(SEGMENT)
 
     def onProgress(self, update: slicer_logic.ProgressUpdate) -> None:
         self.ui.progressBar.value = round(100 * update.fraction)
         self.ui.statusLabel.text = slicer_logic.describe_progress(update)
 
     def onFinished(self, outcome: slicer_logic.SegmentationOutcome) -> None:
-        self.setRunning(False)
+        self.setRunning(None)
         if outcome.cancelled:
             self.ui.statusLabel.text = "Cancelled; nothing was changed."
         elif outcome.error is not None:
@@ -238,6 +270,59 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
             self.ui.statusLabel.text = f"Exported case {record.case_id} to {parameters.datasetFolder}."
 
+    def trainingDataset(self) -> str:
+        """The Train section's dataset folder, or by default the one the export writes to."""
+        return self._parameterNode.trainingDatasetFolder or self._parameterNode.datasetFolder
+
+    def onTrainButton(self) -> None:
+        if self.logic.is_running:
+            self.logic.cancel()
+            self.ui.trainingStatusLabel.text = "Cancelling; the last finished epoch's checkpoint is kept..."
+            return
+        if not self.ensureDependencies():
+            return
+        parameters = self._parameterNode
+        with showingErrors("Training could not start"):
+            dataset = self.trainingDataset()
+            runFolder = parameters.trainingRunFolder or str(
+                slicer_logic.default_run_folder(dataset, parameters.trainingConfig)
+            )
+            resume = slicer_logic.holds_training_run(runFolder)
+            question = (
+                f"{runFolder} holds a training run. Continue it? (Choose another run folder to start afresh.)"
+            )
+            if resume and not slicer.util.confirmOkCancelDisplay(question, "Train"):
+                return
+            self.logic.train(
+                dataset,
+                parameters.trainingConfig,
+                runFolder,
+                device=slicer_logic.device_argument(parameters.device),
+                epochs=parameters.trainingEpochs or None,
+                init_from=parameters.modelName if parameters.fineTune else None,
+                resume=resume,
+                on_progress=self.onTrainingProgress,
+                on_finished=self.onTrainingFinished,
+            )
+            self.ui.trainingStatusLabel.text = "Starting (reading the dataset)..."
+            self.setRunning(TRAIN)
+
+    def onTrainingProgress(self, update: slicer_logic.ProgressUpdate) -> None:
+        self.ui.trainingProgressBar.value = round(100 * update.fraction)
+        self.ui.trainingStatusLabel.text = slicer_logic.describe_progress(update)
+
+    def onTrainingFinished(self, outcome: slicer_logic.TrainingOutcome) -> None:
+        self.setRunning(None)
+        if outcome.cancelled:
+            self.ui.trainingStatusLabel.text = "Cancelled; Train continues from the last finished epoch."
+        elif outcome.error is not None:
+            self.ui.trainingStatusLabel.text = "Failed."
+            slicer.util.errorDisplay(f"Training failed: {outcome.error}")
+        else:
+            self.populateModels()
+            self._parameterNode.modelName = outcome.model_name
+            self.ui.trainingStatusLabel.text = slicer_logic.describe_training(outcome)
+
     def ensureDependencies(self) -> bool:
         """First use: offer to install what is missing (torch through the PyTorch extension)."""
         missing = slicer_logic.missing_dependencies()
@@ -253,6 +338,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with showingErrors("Installing the dependencies failed"), slicer.util.WaitCursor():
             slicer_logic.install_dependencies(plan)
             self.populateModels()
+            self.populatePresets()
             self.ui.deviceSelector.clear()
             self.ui.deviceSelector.addItems(slicer_logic.device_choices())
             return True

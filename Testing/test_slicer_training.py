@@ -74,14 +74,20 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def logic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A logic without a scene (training needs none), installing into the test's own models folder."""
+@pytest.fixture(scope="module")
+def slicer_logic():
+    """The logic module; it imports the MRML bridge, hence slicer-core."""
     pytest.importorskip("slicer", reason="needs slicer-core (pip install 'slicer-core==5.11.*')")
-    from LungLiverSegLib.slicer_logic import LungLiverSegLogic
+    from LungLiverSegLib import slicer_logic
 
+    return slicer_logic
+
+
+@pytest.fixture
+def logic(slicer_logic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A logic without a scene (training needs none), installing into the test's own models folder."""
     monkeypatch.setenv(USER_MODELS_ENV, str(tmp_path / "models"))
-    return LungLiverSegLogic(scene=None)
+    return slicer_logic.LungLiverSegLogic(scene=None)
 
 
 def train(logic, dataset: Path, config_file: Path, out: Path, **options):
@@ -99,7 +105,9 @@ def train(logic, dataset: Path, config_file: Path, out: Path, **options):
     return outcome, updates
 
 
-def test_training_reports_progress_and_installs_its_bundle(logic, dataset, config_file, tmp_path):
+def test_training_reports_progress_and_installs_its_bundle(
+    slicer_logic, logic, dataset, config_file, tmp_path
+):
     outcome, updates = train(logic, dataset, config_file, tmp_path / "run")
 
     assert outcome.succeeded, outcome.error
@@ -111,6 +119,7 @@ def test_training_reports_progress_and_installs_its_bundle(logic, dataset, confi
     assert 0.0 <= outcome.metrics["mean_dice"] <= 1.0
     installed = [(entry.name, entry.folder) for entry in list_models() if entry.error is None]
     assert (MODEL, outcome.bundle_folder) in installed
+    assert slicer_logic.describe_training(outcome).startswith(f"Installed {MODEL} 0.1.0: validation Dice ")
 
 
 def test_a_bad_dataset_fails_with_one_line(logic, config_file, tmp_path):
@@ -122,7 +131,7 @@ def test_a_bad_dataset_fails_with_one_line(logic, config_file, tmp_path):
 
 
 def test_cancel_stops_the_process_and_resume_continues_from_the_checkpoint(
-    logic, dataset, config_file, tmp_path
+    slicer_logic, logic, dataset, config_file, tmp_path
 ):
     out = tmp_path / "run"
     cancelled: list[ProgressUpdate] = []
@@ -146,7 +155,7 @@ def test_cancel_stops_the_process_and_resume_continues_from_the_checkpoint(
     assert outcome.cancelled and outcome.error is None
     with pytest.raises(ProcessLookupError):
         os.kill(logic.runner.pid, 0)
-    assert not (out / "bundle").exists()
+    assert not (out / "bundle").exists() and slicer_logic.holds_training_run(out)
     saved_epoch = load_checkpoint(out / LAST, torch.device("cpu"))["epoch"]
     assert 1 <= saved_epoch < EPOCHS_BEFORE_RESUME
 
@@ -154,3 +163,12 @@ def test_cancel_stops_the_process_and_resume_continues_from_the_checkpoint(
     assert resumed.succeeded, resumed.error
     assert updates[0].epoch == saved_epoch + 1
     assert updates[0].stage.startswith(f"epoch {saved_epoch + 1}/{EPOCHS_BEFORE_RESUME}, loss")
+
+
+def test_the_default_run_folder_sits_beside_the_dataset_and_is_named_after_the_config(slicer_logic):
+    assert slicer_logic.default_run_folder("/data/lungs", "lungs-ct-3d") == Path(
+        "/data/lungs-training/lungs-ct-3d"
+    )
+    assert slicer_logic.default_run_folder("/data/lungs", "/cfg/tiny.json") == Path(
+        "/data/lungs-training/tiny"
+    )

@@ -75,11 +75,13 @@ def test_parameter_bindings_are_exactly_the_parameter_node_fields(ui, module_tre
 
 
 def test_bound_widgets_suit_their_field_types(ui, module_tree):
-    """The parameterNodeWrapper connectors: nodes to node combo boxes, bool to a check box, str to text."""
+    """The parameterNodeWrapper connectors: nodes to node combo boxes, bool to a check box, int to a
+    spin box, str to text."""
     suitable = {
         "vtkMRMLScalarVolumeNode": {"qMRMLNodeComboBox"},
         "vtkMRMLSegmentationNode": {"qMRMLNodeComboBox"},
         "bool": {"QCheckBox"},
+        "int": {"QSpinBox"},
         "str": {"QComboBox", "QLineEdit", "ctkPathLineEdit"},
     }
     bindings = parameter_bindings(ui)

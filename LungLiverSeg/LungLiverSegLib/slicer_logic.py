@@ -266,11 +266,12 @@ class LungLiverSegLogic:
     ) -> TrainingOutcome | None:
         """Train on an exported dataset in a child process and install the resulting bundle.
 
-        ``config`` is a preset name or a JSON config file; ``init_from`` a bundle to fine-tune;
-        ``resume`` continues the run in ``out_dir`` from its last checkpoint (which a cancelled
-        run keeps). An installed model of the same name and version is replaced only with
-        ``replace_installed``. Progress statuses read "epoch 12/200, loss 0.31, val Dice 0.93".
-        Returns the outcome with ``waitForCompletion``; otherwise None, and ``on_finished`` gets it.
+        ``config`` is a preset name or a JSON config file; ``init_from`` the model to fine-tune
+        (a catalogue name, ``name@version``, or a bundle folder or .zip); ``resume`` continues the
+        run in ``out_dir`` from its last checkpoint (which a cancelled run keeps). An installed
+        model of the same name and version is replaced only with ``replace_installed``. Progress
+        statuses read "epoch 12/200, loss 0.31, val Dice 0.93". Returns the outcome with
+        ``waitForCompletion``; otherwise None, and ``on_finished`` gets it.
         """
         self._check_idle()
         job = _TrainingJob(_total_epochs(config, epochs, resume), replace_installed, on_progress, on_finished)
@@ -281,7 +282,7 @@ class LungLiverSegLogic:
             Path(out_dir).resolve(),
             device=device,
             epochs=epochs,
-            init_from=init_from,
+            init_from=_bundle_folder(init_from) if init_from is not None else None,
             resume=resume,
             threads=threads,
         )
@@ -429,6 +430,13 @@ def _total_epochs(config: str, epochs: int | None, resume: bool) -> int | None:
     from LungLiverSegTraining.config import load_config
 
     return load_config(config).epochs
+
+
+def _bundle_folder(model: str | Path) -> Path:
+    """The folder of a catalogue model or bundle path: what ``--init-from`` reads."""
+    from .catalogue import find_model
+
+    return find_model(model).folder
 
 
 def _training_outcome(job: _TrainingJob, result: ProcessResult) -> TrainingOutcome:
@@ -580,6 +588,40 @@ def describe_progress(update: ProgressUpdate) -> str:
         minutes, seconds = divmod(round(update.eta_s), 60)
         text += f", about {minutes} min {seconds} s left" if minutes else f", about {seconds} s left"
     return f"{text} ({update.case})" if update.case else text
+
+
+def training_presets() -> list[str]:
+    """The training presets, for the module's config combo box (a JSON config path also works);
+    none where the training package is not installed beside the core."""
+    if importlib.util.find_spec("LungLiverSegTraining") is None:
+        return []
+    from LungLiverSegTraining.config import PRESETS
+
+    return list(PRESETS)
+
+
+def default_run_folder(dataset_dir: str | Path, config: str) -> Path:
+    """``<dataset>-training/<config>`` beside the dataset: checkpoints, curves and the bundle."""
+    dataset = Path(dataset_dir)
+    return dataset.with_name(f"{dataset.name}-training") / Path(config).stem
+
+
+def holds_training_run(run_folder: str | Path) -> bool:
+    """True when the folder has a run's checkpoint: training there must resume (or go elsewhere)."""
+    from LungLiverSegTraining.checkpoint import LAST
+
+    return (Path(run_folder) / LAST).is_file()
+
+
+def describe_training(outcome: TrainingOutcome) -> str:
+    """The status line after a successful run: the installed model and its validation Dice."""
+    text = f"Installed {outcome.model_name} {outcome.model_version}"
+    metrics = outcome.metrics
+    if "mean_dice" not in metrics:
+        return text + "."
+    per_segment = ", ".join(f"{name} {value:.3f}" for name, value in metrics.get("dice", {}).items())
+    dice = f"validation Dice {metrics['mean_dice']:.3f} ({per_segment})"
+    return f"{text}: {dice}, best epoch {metrics.get('epoch')}."
 
 
 def device_choices() -> list[str]:
