@@ -1,0 +1,52 @@
+"""Re-measure a trained bundle's validation metrics with the current core, and rewrite its card.
+
+Training records validation numbers with the pipeline of its own revision; when the core's
+inference improves later (e.g. the body mask), the shipped numbers must be measured again on
+the same validation split, never tuned on it. The weights are not touched (same sha256).
+
+    python Training/scripts/revalidate.py runs/lungs-ct-3d/bundle/lungs-ct-3d-v0.1.0 \
+        runs/lctsc-dataset runs/lungs-ct-3d
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from LungLiverSegLib.bundle import load_bundle, load_network, save_bundle
+from LungLiverSegTraining.checkpoint import load_checkpoint
+from LungLiverSegTraining.config import config_from_json
+from LungLiverSegTraining.datasets import label_lookup, load_case, open_dataset
+from LungLiverSegTraining.distributed import DistributedContext
+from LungLiverSegTraining.export import git_revision, training_card
+from LungLiverSegTraining.validation import ValidationCase, validate
+
+
+def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path) -> dict:
+    """Score the run's validation split through ``segment_image`` and store the result in the bundle."""
+    bundle = load_bundle(bundle_dir)
+    saved = load_checkpoint(run_dir / "checkpoint_last.pt", torch.device("cpu"))
+    config = config_from_json(json.loads(saved["config"]), "checkpoint")
+    dataset = open_dataset(dataset_dir, config)
+    lookup = label_lookup(dataset, config)
+    by_id = {case.case_id: case for case in dataset.cases}
+    split = json.loads((run_dir / "split.json").read_text())
+    cases = [ValidationCase(case_id, *load_case(by_id[case_id], lookup)) for case_id in split["val"]]
+    network = load_network(bundle, "cpu")
+    validation = validate(network, bundle, cases, torch.device("cpu"), DistributedContext())
+    validation["measured_with_revision"] = git_revision()
+    updated = replace(bundle, validation=validation)
+    save_bundle(bundle_dir, updated, network.state_dict(), training_card(updated, config), overwrite=True)
+    return validation
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("run", type=Path)
+    arguments = parser.parse_args()
+    print(json.dumps(revalidate(arguments.bundle, arguments.dataset, arguments.run), indent=2))
