@@ -39,7 +39,7 @@ from .errors import TrainingConfigError
 from .export import export_bundle, hardware_description, provenance
 from .reporting import EventCallback, Reporter, write_curves
 from .schedule import warmup_cosine
-from .validation import ValidationCase, validate
+from .validation import ValidationCase, validate, validation_cases
 
 SPLIT_FILE = "split.json"
 CURVES_FILE = "curves.png"
@@ -160,8 +160,7 @@ def _load_cases(
     lookup = label_lookup(dataset, config)
     by_id = {case.case_id: case for case in dataset.cases}
     cached = [prepare_case(*load_case(by_id[case_id], lookup), config) for case_id in split.train]
-    val_cases = [ValidationCase(case_id, *load_case(by_id[case_id], lookup)) for case_id in split.val]
-    return cached, val_cases
+    return cached, validation_cases(dataset, config, split.val)
 
 
 def _reporter(

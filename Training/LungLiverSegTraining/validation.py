@@ -18,6 +18,8 @@ from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.inference import LoadedModel, segment_image
 from LungLiverSegLib.metrics import compute_label_metrics, nsd_key
 
+from .config import TrainingConfig
+from .datasets import Dataset, label_lookup, load_case
 from .distributed import DistributedContext, sum_across_ranks
 
 NSD_TOLERANCE_MM = 2.0
@@ -30,6 +32,15 @@ class ValidationCase:
     case_id: str
     image: Image
     labels: Image
+
+
+def validation_cases(
+    dataset: Dataset, config: TrainingConfig, case_ids: Sequence[str]
+) -> list[ValidationCase]:
+    """The named cases as read, on their original grid, labels mapped to the config's values."""
+    lookup = label_lookup(dataset, config)
+    by_id = {case.case_id: case for case in dataset.cases}
+    return [ValidationCase(case_id, *load_case(by_id[case_id], lookup)) for case_id in case_ids]
 
 
 def validate(

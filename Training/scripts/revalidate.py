@@ -19,10 +19,10 @@ import torch
 from LungLiverSegLib.bundle import load_bundle, load_network, save_bundle
 from LungLiverSegTraining.checkpoint import load_checkpoint
 from LungLiverSegTraining.config import config_from_json
-from LungLiverSegTraining.datasets import label_lookup, load_case, open_dataset
+from LungLiverSegTraining.datasets import open_dataset
 from LungLiverSegTraining.distributed import DistributedContext
 from LungLiverSegTraining.export import git_revision, training_card
-from LungLiverSegTraining.validation import ValidationCase, validate
+from LungLiverSegTraining.validation import validate, validation_cases
 
 
 def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path) -> dict:
@@ -30,11 +30,8 @@ def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path) -> dict:
     bundle = load_bundle(bundle_dir)
     saved = load_checkpoint(run_dir / "checkpoint_last.pt", torch.device("cpu"))
     config = config_from_json(json.loads(saved["config"]), "checkpoint")
-    dataset = open_dataset(dataset_dir, config)
-    lookup = label_lookup(dataset, config)
-    by_id = {case.case_id: case for case in dataset.cases}
     split = json.loads((run_dir / "split.json").read_text())
-    cases = [ValidationCase(case_id, *load_case(by_id[case_id], lookup)) for case_id in split["val"]]
+    cases = validation_cases(open_dataset(dataset_dir, config), config, split["val"])
     network = load_network(bundle, "cpu")
     validation = validate(network, bundle, cases, torch.device("cpu"), DistributedContext())
     validation["measured_with_revision"] = git_revision()
