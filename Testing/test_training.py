@@ -24,7 +24,7 @@ from LungLiverSegTraining.datasets import label_lookup, load_case, open_dataset
 from LungLiverSegTraining.distributed import DistributedContext
 from LungLiverSegTraining.errors import DatasetError, TrainingConfigError
 from LungLiverSegTraining.trainer import TrainOptions, train
-from LungLiverSegTraining.validation import ValidationCase, validate
+from LungLiverSegTraining.validation import ValidationCase, validate, validation_cases
 
 PHANTOM_SIZE = (80, 64, 48)
 PHANTOM_SPACING = (4.0, 4.0, 6.0)
@@ -81,7 +81,7 @@ def untrained_mean_dice(dataset: Path, out: Path) -> float:
     lookup = label_lookup(opened, config)
     by_id = {case.case_id: case for case in opened.cases}
     val_ids = json.loads((out / "split.json").read_text())["val"]
-    cases = [ValidationCase(i, *load_case(by_id[i], lookup)) for i in val_ids]
+    cases = [ValidationCase(i, by_id[i].group_id, *load_case(by_id[i], lookup)) for i in val_ids]
     return float(validate(network, template, cases, torch.device("cpu"), DistributedContext())["mean_dice"])
 
 
@@ -284,6 +284,33 @@ def test_2d_folders_split_by_volume_and_split_json_is_written(tmp_path):
     volume = {case_id.rsplit("_", 1)[0] for case_id in split.val}
     assert len(volume) == 2 and not volume & {case_id.rsplit("_", 1)[0] for case_id in split.train}
     assert make_split(dataset, 0.4, seed=1) == split
+
+
+class BrightIsForeground(torch.nn.Module):
+    """Label 1 exactly where a 0..255 image is above 127 (normalised above 0.5)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([-(x - 0.5), x - 0.5], dim=1) * 100.0
+
+
+def test_2d_validation_pools_dice_per_volume(tmp_path):
+    """Volume 1000: a 1600-pixel liver found exactly and a 16-pixel one missed (slice Dice 1 and 0,
+    pooled 3200 / 3232); volume 1001: one slice found exactly. Patient mean: (3200/3232 + 1) / 2."""
+    big, small, elsewhere = np.zeros((3, 256, 256), np.uint8)
+    big[100:140, 100:140] = small[20:24, 20:24] = elsewhere[200:204, 200:204] = 1
+    slices = {"1000_1": (big, big), "1000_2": (small, elsewhere), "1001_5": (big, big)}
+    for name, (truth, bright) in slices.items():
+        write_png(tmp_path / "images" / f"{name}.png", bright * 255)
+        write_png(tmp_path / "masks" / f"{name}.png", truth)
+    no_cleaning = {"largest_component": [], "fill_holes": [], "min_volume_ml": 0.0}
+    config = replace(load_config("liver-ct-2d"), postprocessing=no_cleaning).validate()
+    cases = validation_cases(open_dataset(tmp_path, config), config, list(slices))
+    result = validate(
+        BrightIsForeground(), config.bundle_template(), cases, torch.device("cpu"), DistributedContext()
+    )
+    assert result["mean_dice"] == pytest.approx((3200 / 3232 + 1.0) / 2)
+    assert result["nsd_2mm"]["liver"] == pytest.approx((0.5 + 1.0) / 2)  # NSD: mean over a volume's slices
+    assert (result["patients"], result["cases"]) == (2, 3)
 
 
 def test_a_predefined_split_in_dataset_json_is_used(tmp_path):

@@ -6,9 +6,17 @@ that peak RSS is each pipeline's own), in one invocation of this script:
 * ours: ``LungLiverSegLib.api.segment`` (read, reorient, body crop, torch resampling, sliding
   window, separable label-aware return, postprocessing, atomic write);
 * baseline: LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, ScaleIntensityRanged,
-  sliding_window_inference, Invertd, AsDiscreted, NibabelWriter (MONAI's documented recipe).
+  CropForegroundd, sliding_window_inference, Invertd, AsDiscreted, NibabelWriter (MONAI's
+  documented recipe, as in its spleen tutorial), plus the two steps the bundle defines as part
+  of the model's output, done with the core's own functions: background outside the body mask
+  (on the probabilities, before the inverse) and the bundle's postprocessing (on the final
+  labels). CropForegroundd is the bundle's body crop in MONAI's terms; without it the windows
+  at the edge of the full field of view hold mostly air, which an instance-normalised network
+  never saw in training. Without the body mask the recipe labels the CT table and the air around
+  the patient as lung, which is why the agreement is also printed for the recipe alone.
 
-It prints both wall times, the ratio, both peak RSS values and the Dice between the two outputs.
+It prints both wall times, the ratio, both peak RSS values and the Dice between the outputs
+(ours against the baseline with and without the bundle's steps).
 ``--large`` instead segments a generated 512x512x1000 CT to show it fits in memory.
 
     python bench/bench_segment.py --model lungs-ct-3d \
@@ -45,12 +53,14 @@ def run_ours(image: str, model: str, output: str, threads: int) -> dict:
 def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     import torch
     from LungLiverSegLib.catalogue import find_model
-    from LungLiverSegLib.inference import load_model
-    from monai.data import NibabelWriter
+    from LungLiverSegLib.inference import load_model, outside_body
+    from LungLiverSegLib.postprocess import postprocess_labels
+    from LungLiverSegLib.transforms import body_mask
     from monai.inferers import sliding_window_inference
     from monai.transforms import (
         AsDiscreted,
         Compose,
+        CropForegroundd,
         EnsureChannelFirstd,
         Invertd,
         LoadImaged,
@@ -64,17 +74,20 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     bundle = find_model(model)
     network = load_model(bundle, "cpu").network
     prep = bundle.preprocessing
-    pre = Compose(
-        [
-            LoadImaged("image"),
-            EnsureChannelFirstd("image"),
-            Orientationd("image", axcodes=prep.orientation),
-            Spacingd("image", pixdim=prep.spacing, mode="bilinear"),
-            ScaleIntensityRanged(
-                "image", a_min=prep.intensity.min, a_max=prep.intensity.max, b_min=0.0, b_max=1.0, clip=True
-            ),
-        ]
-    )
+    window = prep.intensity
+    steps = [
+        LoadImaged("image"),
+        EnsureChannelFirstd("image"),
+        Orientationd("image", axcodes=prep.orientation),
+        Spacingd("image", pixdim=prep.spacing, mode="bilinear"),
+        ScaleIntensityRanged("image", a_min=window.min, a_max=window.max, b_min=0.0, b_max=1.0, clip=True),
+    ]
+    body_threshold = None
+    if prep.body_crop is not None:
+        body_threshold = (prep.body_crop.threshold - window.min) / (window.max - window.min)
+        margin = [int(np.ceil(prep.body_crop.margin_mm / s)) for s in prep.spacing]
+        steps.append(CropForegroundd("image", "image", select_fn=lambda x: x > body_threshold, margin=margin))
+    pre = Compose(steps)
     post = Compose(
         [
             Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False, to_tensor=True),
@@ -82,24 +95,45 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
         ]
     )
     data = pre({"image": image})
-    with torch.inference_mode():
+    with torch.inference_mode():  # the bundle's networks take [k, j, i] arrays; MONAI's are (i, j, k)
         logits = sliding_window_inference(
-            data["image"][None],
-            bundle.inference.patch_size,
+            data["image"][None].permute(0, 1, 4, 3, 2),
+            bundle.inference.patch_size[::-1],
             bundle.inference.batch_size,
             network,
             overlap=bundle.inference.overlap,
             mode="gaussian",
-        )
-    data["pred"] = torch.softmax(logits, 1)[0]
-    data["pred"].applied_operations = data["image"].applied_operations
-    data["pred"].meta = data["image"].meta
-    result = post(data)
+        ).permute(0, 1, 4, 3, 2)
+    probabilities = torch.softmax(logits, 1)[0]
+    recipe_only = probabilities.clone()
+    if body_threshold is not None:
+        body_zyx = body_mask(data["image"][0].permute(2, 1, 0).numpy(), body_threshold)
+        outside_body(probabilities, torch.from_numpy(body_zyx).permute(2, 1, 0))
+    labels = _invert_and_discretise(post, data, probabilities)
+    spacing = tuple(np.linalg.norm(np.asarray(labels.affine)[:3, :3], axis=0).tolist())
+    labels[0] = torch.from_numpy(postprocess_labels(labels[0].numpy(), spacing, bundle.postprocessing))
+    _write_nifti(labels, output)
+    seconds = time.perf_counter() - start
+    _write_nifti(_invert_and_discretise(post, data, recipe_only), output.replace(".nii", "_recipe.nii"))
+    return {"seconds": seconds}
+
+
+def _invert_and_discretise(post, data: dict, probabilities):
+    """MONAI's inverse of the preprocessing, then argmax, as uint8 labels on the input grid."""
+    import torch
+
+    probabilities.applied_operations = data["image"].applied_operations
+    probabilities.meta = data["image"].meta
+    return post({**data, "pred": probabilities})["pred"].to(torch.uint8)
+
+
+def _write_nifti(labels, path: str) -> None:
+    from monai.data import NibabelWriter
+
     writer = NibabelWriter(output_dtype=np.uint8)
-    writer.set_data_array(result["pred"].to(torch.uint8), channel_dim=0)
-    writer.set_metadata(result["pred"].meta, resample=False)
-    writer.write(output)
-    return {"seconds": time.perf_counter() - start}
+    writer.set_data_array(labels, channel_dim=0)
+    writer.set_metadata(labels.meta, resample=False)
+    writer.write(path)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -136,16 +170,21 @@ def compare(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         ours_path, monai_path = f"{folder}/ours.nii.gz", f"{folder}/monai.nii.gz"
+        recipe_path = f"{folder}/monai_recipe.nii.gz"
         ours = in_child("ours", args.image, args.model, ours_path, args.threads)
         monai = in_child("monai", args.image, args.model, monai_path, args.threads)
-        a, b = read_image(ours_path), read_image(monai_path)
-        values = sorted(set(np.unique(a.array)) | set(np.unique(b.array)) - {0})
-        agreement = {int(v): round(dice(a.array == v, b.array == v), 4) for v in values if v}
+        a = read_image(ours_path)
+        agreement = {}
+        for name, path in (("same model steps", monai_path), ("recipe only", recipe_path)):
+            b = read_image(path)
+            values = sorted(set(np.unique(a.array)) | set(np.unique(b.array)) - {0})
+            agreement[name] = {int(v): round(float(dice(a.array == v, b.array == v)), 4) for v in values if v}
     print(f"image: {args.image}  model: {args.model}  threads: {args.threads}")
     print(f"lunglivseg segment : {ours['seconds']:7.2f} s   peak RSS {ours['peak_rss_mb']:7.0f} MB")
     print(f"MONAI pipeline     : {monai['seconds']:7.2f} s   peak RSS {monai['peak_rss_mb']:7.0f} MB")
     print(f"speed-up (MONAI / ours): {monai['seconds'] / ours['seconds']:.2f}x")
-    print(f"Dice between the two outputs per label: {agreement}")
+    for name, values in agreement.items():
+        print(f"Dice per label, ours vs MONAI ({name}): {values}")
 
 
 def large(args: argparse.Namespace) -> None:
