@@ -8,6 +8,7 @@ every check compares against a mask computed directly on the input grid.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -31,6 +32,7 @@ from LungLiverSegLib.inference import (
     LoadedModel,
     probabilities_to_labels,
     segment_image,
+    unsure_ratio,
 )
 from LungLiverSegLib.labels import LabelInfo
 from LungLiverSegLib.memory import plan_execution
@@ -198,6 +200,35 @@ def test_mr_input_warns_instead_of_pretending():
     image.metadata["modality"] = "MR"
     with pytest.warns(InputWarning, match="MR"):
         segment_image(image, loaded())
+
+
+def test_unsure_ratio_counts_unsure_voxels_per_voxel_found():
+    # 3 classes, 6 voxels: 2 found for sure, 1 found unsure, 1 unsure background, 2 sure background.
+    probabilities = torch.tensor(
+        [
+            [0.0, 0.05, 0.3, 0.6, 0.95, 1.0],
+            [1.0, 0.0, 0.6, 0.3, 0.05, 0.0],
+            [0.0, 0.95, 0.1, 0.1, 0.0, 0.0],
+        ]
+    )[:, None, None, :]
+    assert unsure_ratio(probabilities) == pytest.approx(2 / 3)
+    assert unsure_ratio(torch.ones(2, 1, 2, 2) * torch.tensor([1.0, 0.0])[:, None, None, None]) == 0.0
+
+
+class CoinFlipNet(torch.nn.Module):
+    """Equal scores for every class everywhere: a network that knows nothing about its input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], 2, *x.shape[2:])
+
+
+def test_a_network_unsure_of_the_image_warns_and_a_sure_one_does_not():
+    with pytest.warns(InputWarning, match="unsure"):
+        segment_image(ellipsoid_ct(), LoadedModel(make_bundle(), CoinFlipNet(), torch.device("cpu")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        result = segment_image(ellipsoid_ct(), loaded())
+    assert result.metadata["unsure_ratio"] < 0.5
 
 
 def test_progress_is_monotonic_ends_at_one_and_has_an_eta():

@@ -38,6 +38,11 @@ from .transforms import PreparedImage, prepare, target_shape
 
 STAGES = {"preprocess": 0.1, "network": 0.75, "postprocess": 0.15}
 BYTES_PER_RESAMPLE_CHUNK = 256 * 1024**2
+SURE_PROBABILITY = 0.9
+UNSURE_RATIO_LIMIT = 1.0
+"""Above this ``unsure_ratio`` the result comes with an ``InputWarning``. Measured on the bundled
+models (docs/MODEL_BUNDLE.md): 0.2-0.5 on their validation images, several times more on
+inputs unlike their training data (abdomen-only CT to the lung model, MR, photographs)."""
 
 
 class InputWarning(UserWarning):
@@ -105,6 +110,8 @@ def segment_image(
     probabilities = predict(prepared.tensor, loaded, plan, overlap, progress)
     if prepared.body is not None:
         outside_body(probabilities, prepared.body)
+    unsure = unsure_ratio(probabilities)
+    _warn_if_unsure(unsure, bundle, source)
     progress.update("postprocess", 0.0)
     labels = probabilities_to_labels(probabilities, prepared.crop_shape)
     del probabilities
@@ -112,6 +119,7 @@ def segment_image(
     labels = postprocess_labels(labels, spacing_kji, bundle.postprocessing)
     progress.update("postprocess", 0.8)
     result = _back_to_input_grid(labels, prepared, image)
+    result.metadata["unsure_ratio"] = unsure
     progress.update("postprocess", 1.0)
     return result
 
@@ -164,6 +172,33 @@ def _warn_if_unexpected(image: Image, bundle: ModelBundle, source: str, low: flo
         warnings.warn(
             f"{source}: intensities {low:g}..{high:g} do not look like CT in Hounsfield units "
             "(no air below -500 HU); the result may be meaningless",
+            InputWarning,
+            stacklevel=3,
+        )
+
+
+def unsure_ratio(probabilities: torch.Tensor) -> float:
+    """How unsure the network was, relative to what it found: voxels where no class reaches
+    ``SURE_PROBABILITY`` while some structure has at least 1 - ``SURE_PROBABILITY``, divided by
+    the voxels labelled as a structure (at least 1).
+
+    On images like its training data a network is unsure only in a thin band along each
+    boundary; on an input unlike them (another modality, another body region, not a medical
+    image) whole regions are unsure, and the ratio shows it even when the argmax looks clean.
+    """
+    background = probabilities[0]
+    top = probabilities.max(dim=0).values
+    unsure = int(((top < SURE_PROBABILITY) & (background < SURE_PROBABILITY)).sum())
+    found = int((background < probabilities[1:].max(dim=0).values).sum()) if len(probabilities) > 1 else 0
+    return unsure / max(found, 1)
+
+
+def _warn_if_unsure(ratio: float, bundle: ModelBundle, source: str) -> None:
+    if ratio > UNSURE_RATIO_LIMIT:
+        warnings.warn(
+            f"{source}: the model '{bundle.name}' is unsure about much of this image (unsure/found "
+            f"ratio {ratio:.2f}, usual below {UNSURE_RATIO_LIMIT:g}); it may be unlike the "
+            f"{bundle.modality} images the model was trained on: check the result before using it",
             InputWarning,
             stacklevel=3,
         )

@@ -6,6 +6,11 @@ numbers can be reproduced:
 
     python Training/scripts/prepare_lctsc.py ../shared/data/ct_lung_lctsc_2mm runs/lctsc-dataset
     lunglivseg train --dataset runs/lctsc-dataset --config lungs-ct-3d --out runs/lungs-ct-3d
+
+``--hard-negatives`` also writes, for each training patient, a copy with painted bowel gas and
+(every other one) a body cut by the field of view (LungLiverSegTraining.hard_negatives), seeded,
+so that the lung model learns that gas below the diaphragm is not lung. Those copies are new
+files in the target folder; the validation patients are never altered.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 VALIDATION_CASES = ("Case_008", "Case_009")
 
 
-def prepare(source: Path, target: Path) -> Path:
+def prepare(source: Path, target: Path, hard_negatives: bool = False) -> Path:
     """Symlink ``Case_XXX_ct/_lungs`` pairs into ``imagesTr``/``labelsTr`` and write dataset.json."""
     cases = sorted(
         m.group(1) for p in source.glob("Case_*_ct.nii.gz") if (m := re.match(r"(Case_\d+)_ct", p.name))
@@ -30,17 +37,36 @@ def prepare(source: Path, target: Path) -> Path:
     for case in cases:
         _link(source / f"{case}_ct.nii.gz", target / "imagesTr" / f"{case}_0000.nii.gz")
         _link(source / f"{case}_lungs.nii.gz", target / "labelsTr" / f"{case}.nii.gz")
+    train = [c for c in cases if c not in VALIDATION_CASES]
+    if hard_negatives:
+        train += [_write_hard_negative(source, target, case, seed) for seed, case in enumerate(list(train))]
     dataset = {
         "name": "LCTSC lungs (2 x 2 x 3 mm)",
         "description": "TCIA LCTSC 2017 chest CTs with lung labels (CC BY 3.0; cite LCTSC and TCIA)",
         "channel_names": {"0": "CT"},
         "labels": {"background": 0, "lungs": 1},
-        "numTraining": len(cases),
+        "numTraining": len(train) + len(VALIDATION_CASES),
         "file_ending": ".nii.gz",
-        "split": {"train": [c for c in cases if c not in VALIDATION_CASES], "val": list(VALIDATION_CASES)},
+        "split": {"train": train, "val": list(VALIDATION_CASES)},
     }
     (target / "dataset.json").write_text(json.dumps(dataset, indent=2))
     return target
+
+
+def _write_hard_negative(source: Path, target: Path, case: str, seed: int) -> str:
+    """``<case>_gas``: the case with painted bowel gas, its body cut by the field of view every other time."""
+    from LungLiverSegLib.imageio import read_image, write_image
+    from LungLiverSegTraining.hard_negatives import add_bowel_gas, truncate_field_of_view
+
+    rng = np.random.default_rng(seed)
+    ct, lungs = read_image(source / f"{case}_ct.nii.gz"), read_image(source / f"{case}_lungs.nii.gz")
+    ct = add_bowel_gas(ct, lungs, rng)
+    if seed % 2:
+        ct, lungs = truncate_field_of_view(ct, lungs, rng)
+    name = f"{case}_gas"
+    write_image(target / "imagesTr" / f"{name}_0000.nii.gz", ct, overwrite=True)
+    write_image(target / "labelsTr" / f"{name}.nii.gz", lungs, overwrite=True)
+    return name
 
 
 def _link(source: Path, link: Path) -> None:
@@ -53,5 +79,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
+    parser.add_argument("--hard-negatives", action="store_true", help="add painted bowel-gas copies")
     arguments = parser.parse_args()
-    print(prepare(arguments.source, arguments.target))
+    print(prepare(arguments.source, arguments.target, arguments.hard_negatives))
