@@ -266,18 +266,28 @@ def run_models(args: argparse.Namespace, cancel: CancelToken) -> int:
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser("demo", help="segment a generated CT phantom end to end (no network needed)")
     cmd.add_argument("--out", type=Path, default=Path("lunglivseg-demo"), help="output folder")
-    cmd.add_argument("--model", default="phantom-ct-3d", help="model to run on the phantom")
+    cmd.add_argument(
+        "--model",
+        nargs="+",
+        help="models to run on the phantom, their segments merged (default: the bundled models "
+        "trained on real CT, demo.DEMO_MODELS)",
+    )
     add_runtime_options(cmd)
     cmd.set_defaults(run=run_demo)
 
 
 def run_demo(args: argparse.Namespace, cancel: CancelToken) -> int:
+    from .demo import DEMO_MODELS
     from .demo import run_demo as demo
     from .inference import STAGES
 
     report = _progress_printer(args.progress)
-    progress = Progress(lambda event: report(event, "phantom"), cancel, STAGES)
-    summary = demo(args.out, model=args.model, device=args.device, threads=args.threads, progress=progress)
+
+    def progress_for(model: str) -> Progress:
+        return Progress(lambda event: report(event, f"phantom ({model})"), cancel, STAGES)
+
+    options = {"device": args.device, "threads": args.threads, "progress_for": progress_for}
+    summary = demo(args.out, models=args.model or DEMO_MODELS, **options)
     print(summary)
     return 0
 
