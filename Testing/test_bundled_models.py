@@ -1,0 +1,105 @@
+"""The models shipped under Resources/Models: valid bundles, honest cards, and real segmentations.
+
+The first tests need only the repository. The others segment real images from ../shared/data
+(skipped with the reason when it is absent) and check the result against the data's own labels:
+a shipped model that stops segmenting what its card promises fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import require_file
+from LungLiverSegLib.bundle import load_bundle
+from LungLiverSegLib.geometry import same_grid
+from LungLiverSegLib.imageio import read_image
+from LungLiverSegLib.inference import InputWarning, load_model, segment_image
+from LungLiverSegLib.metrics import dice
+
+MODELS = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+CATALOGUE = json.loads((MODELS / "Models.json").read_text())["models"]
+REAL_MODELS = ("lungs-ct-3d", "liver-ct-2d", "lungs-cxr-2d")
+MAX_BUNDLE_MB = 30
+
+
+@pytest.mark.parametrize("entry", CATALOGUE, ids=[entry["name"] for entry in CATALOGUE])
+def test_each_catalogue_entry_is_a_valid_bundle_that_matches_it(entry):
+    folder = MODELS / entry["folder"]
+    bundle = load_bundle(folder)  # validates every field and the weights' sha256
+    assert (bundle.name, bundle.version, bundle.dims) == (entry["name"], entry["version"], entry["dims"])
+    assert [info.name for info in bundle.labels.values()] == entry["segments"]
+    assert sum(f.stat().st_size for f in folder.iterdir()) <= MAX_BUNDLE_MB * 1024**2
+    card = (folder / "README.md").read_text()
+    assert "## Validation" in card and "Licence" in card
+    assert bundle.validation["mean_dice"] > 0.9
+    assert entry["cpu_time_s"] == pytest.approx(bundle.validation["cpu_time_s"], abs=0.05)
+
+
+def test_the_three_real_models_are_shipped():
+    assert set(REAL_MODELS) <= {entry["name"] for entry in CATALOGUE}
+
+
+def test_real_models_cards_name_their_data_and_licence():
+    for entry in CATALOGUE:
+        if entry["name"] in REAL_MODELS:
+            card = (MODELS / entry["folder"] / "README.md").read_text()
+            assert "## Data, licence and how it was made" in card, entry["name"]
+
+
+# ------------------------------------------------------------------------------------------
+# Real images
+# ------------------------------------------------------------------------------------------
+
+
+def segment_quietly(image, model):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        labels = segment_image(image, model)
+    return labels, [w for w in caught if issubclass(w.category, InputWarning)]
+
+
+@pytest.mark.realdata
+def test_lungs_ct_3d_on_a_validation_patient(shared_data):
+    folder = shared_data / "ct_lung_lctsc_2mm"
+    image = read_image(require_file(folder / "Case_009_ct.nii.gz"))
+    truth = read_image(folder / "Case_009_lungs.nii.gz").array > 0
+    labels, warned = segment_quietly(image, load_model("lungs-ct-3d", "cpu"))
+    assert same_grid(labels, image) and not warned
+    assert dice(labels.array == 1, truth) > 0.96
+
+
+@pytest.mark.realdata
+def test_liver_ct_2d_on_a_3d_abdominal_ct_agrees_with_totalsegmentator(shared_data):
+    """A 2D slice model applied to a whole 3D CT returns a 3D liver on the input grid."""
+    folder = shared_data / "ct_abdomen_totalseg_example"
+    image = read_image(require_file(folder / "example_ct.nii.gz"))
+    totalsegmentator = read_image(folder / "example_seg_fast_force_split.nii.gz")
+    reference = totalsegmentator.array == 5  # liver
+    labels, warned = segment_quietly(image, load_model("liver-ct-2d", "cpu"))
+    assert same_grid(labels, image) and not warned
+    assert dice(labels.array == 1, reference) > 0.85
+
+
+@pytest.mark.realdata
+def test_lungs_cxr_2d_on_validation_x_rays(shared_data):
+    folder = require_file(shared_data / "cxr_lung_shenzhen")
+    model = load_model("lungs-cxr-2d", "cpu")
+    split = json.loads((MODELS / "lungs-cxr-2d-v0.1.0" / "model.json").read_text())["provenance"]["split"]
+    validation_cases = split.split("validation cases: ")[1].split(", ")
+    for case in validation_cases[-3:]:
+        image = read_image(folder / "images" / f"{case}.png")
+        truth = read_image(folder / "masks_lr" / f"{case}.png").array
+        labels, warned = segment_quietly(image, model)
+        assert labels.array.shape == truth.shape and not warned
+        for value in (1, 2):  # 1 = right lung (image left), 2 = left lung
+            assert dice(labels.array == value, truth == value) > 0.9, (case, value)
+
+
+@pytest.mark.realdata
+def test_non_ct_input_to_the_lung_model_warns(shared_data):
+    image = read_image(require_file(shared_data / "ct_abdomen_totalseg_example" / "example_mr_sm.nii.gz"))
+    _, warned = segment_quietly(image, load_model("lungs-ct-3d", "cpu"))
+    assert warned
