@@ -7,7 +7,12 @@ import pytest
 from LungLiverSegLib import geometry
 from LungLiverSegLib.phantom import make_phantom
 from LungLiverSegLib.transforms import body_mask
-from LungLiverSegTraining.hard_negatives import LUNG_CLEARANCE_MM, add_bowel_gas, truncate_field_of_view
+from LungLiverSegTraining.hard_negatives import (
+    LUNG_CLEARANCE_MM,
+    add_bowel_gas,
+    below_the_lungs,
+    truncate_field_of_view,
+)
 from scipy import ndimage
 
 
@@ -51,3 +56,11 @@ def test_truncation_cuts_the_body_at_an_edge_and_keeps_ct_and_labels_aligned(che
         )
         width = cut_ct.array.shape[2]
         assert np.array_equal(cut_ct.array, ct.array[:, :, first_column : first_column + width])
+
+
+def test_the_slab_below_the_lungs_holds_no_lung_and_reaches_them(chest):
+    ct, lungs = chest
+    box = below_the_lungs(lungs)
+    slab = geometry.crop(lungs, box)
+    assert slab.array.size > 0 and not slab.array.any()
+    assert lungs.array[box[0].stop].any(), "the slab should end where the lungs begin"

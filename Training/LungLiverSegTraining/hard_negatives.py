@@ -63,6 +63,15 @@ def truncate_field_of_view(ct: Image, lungs: Image, rng: np.random.Generator) ->
     return geometry.crop(ct, tuple(box)), geometry.crop(lungs, tuple(box))
 
 
+def below_the_lungs(lungs: Image) -> tuple[slice, slice, slice]:
+    """Crop box (array order) of the slices below the lowest lung slice: an abdomen with no lung."""
+    slices = np.flatnonzero((lungs.array > 0).any(axis=(1, 2)))
+    if len(slices) == 0:
+        raise ValueError("no lung in the label image")
+    below = slice(0, slices[0]) if _superior_axis_sign(lungs) > 0 else slice(slices[-1] + 1, None)
+    return below, slice(None), slice(None)
+
+
 def _superior_axis_sign(image: Image) -> int:
     """+1 when array index k grows towards the head (LPS z), -1 when it grows towards the feet."""
     return 1 if image.direction[2, 2] >= 0 else -1

@@ -8,9 +8,10 @@ numbers can be reproduced:
     lunglivseg train --dataset runs/lctsc-dataset --config lungs-ct-3d --out runs/lungs-ct-3d
 
 ``--hard-negatives`` also writes, for each training patient, a copy with painted bowel gas and
-(every other one) a body cut by the field of view (LungLiverSegTraining.hard_negatives), seeded,
-so that the lung model learns that gas below the diaphragm is not lung. Those copies are new
-files in the target folder; the validation patients are never altered.
+(every other one) a body cut by the field of view (LungLiverSegTraining.hard_negatives), and
+the painted copy's slab below the lung bases as a CT of its own (an upper abdomen with no lung
+in view), all seeded, so that the lung model learns that gas below the diaphragm is not lung.
+Those are new files in the target folder; the validation patients are never altered.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def prepare(source: Path, target: Path, hard_negatives: bool = False) -> Path:
         _link(source / f"{case}_lungs.nii.gz", target / "labelsTr" / f"{case}.nii.gz")
     train = [c for c in cases if c not in VALIDATION_CASES]
     if hard_negatives:
-        train += [_write_hard_negative(source, target, case, seed) for seed, case in enumerate(list(train))]
+        train += [
+            name
+            for seed, case in enumerate(list(train))
+            for name in _write_hard_negatives(source, target, case, seed)
+        ]
     dataset = {
         "name": "LCTSC lungs (2 x 2 x 3 mm)",
         "description": "TCIA LCTSC 2017 chest CTs with lung labels (CC BY 3.0; cite LCTSC and TCIA)",
@@ -53,20 +58,29 @@ def prepare(source: Path, target: Path, hard_negatives: bool = False) -> Path:
     return target
 
 
-def _write_hard_negative(source: Path, target: Path, case: str, seed: int) -> str:
-    """``<case>_gas``: the case with painted bowel gas, its body cut by the field of view every other time."""
-    from LungLiverSegLib.imageio import read_image, write_image
-    from LungLiverSegTraining.hard_negatives import add_bowel_gas, truncate_field_of_view
+def _write_hard_negatives(source: Path, target: Path, case: str, seed: int) -> list[str]:
+    """``<case>_gas`` (painted bowel gas, the body cut by the field of view every other time) and
+    ``<case>_abdomen`` (the painted CT's slab below the lung bases, no lung in it)."""
+    from LungLiverSegLib.geometry import crop
+    from LungLiverSegLib.imageio import read_image
+    from LungLiverSegTraining.hard_negatives import add_bowel_gas, below_the_lungs, truncate_field_of_view
 
     rng = np.random.default_rng(seed)
     ct, lungs = read_image(source / f"{case}_ct.nii.gz"), read_image(source / f"{case}_lungs.nii.gz")
-    ct = add_bowel_gas(ct, lungs, rng)
+    painted = add_bowel_gas(ct, lungs, rng)
+    abdomen = below_the_lungs(lungs)
+    _write_case(target, f"{case}_abdomen", crop(painted, abdomen), crop(lungs, abdomen))
     if seed % 2:
-        ct, lungs = truncate_field_of_view(ct, lungs, rng)
-    name = f"{case}_gas"
-    write_image(target / "imagesTr" / f"{name}_0000.nii.gz", ct, overwrite=True)
-    write_image(target / "labelsTr" / f"{name}.nii.gz", lungs, overwrite=True)
-    return name
+        painted, lungs = truncate_field_of_view(painted, lungs, rng)
+    _write_case(target, f"{case}_gas", painted, lungs)
+    return [f"{case}_gas", f"{case}_abdomen"]
+
+
+def _write_case(target: Path, name: str, image, labels) -> None:
+    from LungLiverSegLib.imageio import write_image
+
+    write_image(target / "imagesTr" / f"{name}_0000.nii.gz", image, overwrite=True)
+    write_image(target / "labelsTr" / f"{name}.nii.gz", labels, overwrite=True)
 
 
 def _link(source: Path, link: Path) -> None:
