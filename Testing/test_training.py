@@ -96,6 +96,7 @@ def test_tiny_training_beats_untrained_model_and_its_bundle_segments(trained_run
     bundle = load_bundle(result.bundle_folder)
     assert bundle.validation["dice"].keys() == {"lungs", "liver"}
     assert bundle.validation["cpu_time_s"] > 0
+    assert bundle.inference.unsure_ratio_limit == round(2 * bundle.validation["unsure_ratio_p95"], 2)
     assert bundle.provenance["seed"] == 0 and bundle.provenance["epochs"] == 8
     assert "phantom_" in bundle.provenance["split"]
     assert "synthetic phantoms only" in (result.bundle_folder / "README.md").read_text()
@@ -311,6 +312,7 @@ def test_2d_validation_pools_dice_per_volume(tmp_path):
     assert result["mean_dice"] == pytest.approx((3200 / 3232 + 1.0) / 2)
     assert result["nsd_2mm"]["liver"] == pytest.approx((0.5 + 1.0) / 2)  # NSD: mean over a volume's slices
     assert (result["patients"], result["cases"]) == (2, 3)
+    assert result["unsure_ratio_p95"] == 0.01  # a sure network: every image in the first 0.01 bin
 
 
 def test_a_predefined_split_in_dataset_json_is_used(tmp_path):

@@ -123,6 +123,9 @@ class InferenceSpec:
     patch_size: tuple[int, ...]
     overlap: float
     batch_size: int
+    unsure_ratio_limit: float | None = None
+    """Above this ``inference.unsure_ratio`` a result comes with a warning; training sets it to
+    twice the 95th percentile over the validation images. None: the core's default."""
 
 
 @dataclass(frozen=True)
@@ -380,6 +383,7 @@ def _parse_inference(fields: JsonFields, dims: int) -> InferenceSpec:
         patch_size=patch_size,
         overlap=fields.number("overlap", minimum=0.0, below=1.0),
         batch_size=fields.integer("batch_size", minimum=1),
+        unsure_ratio_limit=fields.optional_number("unsure_ratio_limit"),
     )
 
 
@@ -536,6 +540,7 @@ def bundle_to_json(bundle: ModelBundle) -> dict[str, Any]:
             "patch_size": list(inference.patch_size),
             "overlap": inference.overlap,
             "batch_size": inference.batch_size,
+            "unsure_ratio_limit": inference.unsure_ratio_limit,
         },
         "labels": {str(value): label_to_json(label) for value, label in sorted(bundle.labels.items())},
         "postprocessing": {
@@ -704,7 +709,8 @@ def _card_preprocessing(bundle: ModelBundle) -> list[str]:
         f"- orientation: {pre.orientation or 'as stored'}",
         f"- spacing (mm): {_optional_list(pre.spacing) or 'as stored'}",
         f"- intensity: {_intensity_to_json(pre.intensity)}; body crop: {pre.body_crop or 'none'}",
-        f"- patch {list(bundle.inference.patch_size)}, overlap {bundle.inference.overlap}",
+        f"- patch {list(bundle.inference.patch_size)}, overlap {bundle.inference.overlap}; "
+        f"warns above an unsure ratio of {bundle.inference.unsure_ratio_limit or 'the default'}",
         f"- post-processing: largest component {list(post.largest_component)}, "
         f"fill holes {list(post.fill_holes)}, minimum volume {post.min_volume_ml} ml",
     ]

@@ -40,9 +40,8 @@ STAGES = {"preprocess": 0.1, "network": 0.75, "postprocess": 0.15}
 BYTES_PER_RESAMPLE_CHUNK = 256 * 1024**2
 SURE_PROBABILITY = 0.9
 UNSURE_RATIO_LIMIT = 1.0
-"""Above this ``unsure_ratio`` the result comes with an ``InputWarning``. Measured on the bundled
-models (docs/MODEL_BUNDLE.md): 0.2-0.5 on their validation images, several times more on
-inputs unlike their training data (abdomen-only CT to the lung model, MR, photographs)."""
+"""Above this ``unsure_ratio`` the result comes with an ``InputWarning``, unless the bundle sets
+its own ``inference.unsure_ratio_limit`` (calibrated on its validation images by training)."""
 
 
 class InputWarning(UserWarning):
@@ -194,10 +193,11 @@ def unsure_ratio(probabilities: torch.Tensor) -> float:
 
 
 def _warn_if_unsure(ratio: float, bundle: ModelBundle, source: str) -> None:
-    if ratio > UNSURE_RATIO_LIMIT:
+    limit = bundle.inference.unsure_ratio_limit or UNSURE_RATIO_LIMIT
+    if ratio > limit:
         warnings.warn(
             f"{source}: the model '{bundle.name}' is unsure about much of this image (unsure/found "
-            f"ratio {ratio:.2f}, usual below {UNSURE_RATIO_LIMIT:g}); it may be unlike the "
+            f"ratio {ratio:.2f}, usual below {limit:g}); it may be unlike the "
             f"{bundle.modality} images the model was trained on: check the result before using it",
             InputWarning,
             stacklevel=3,

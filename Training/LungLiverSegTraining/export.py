@@ -22,6 +22,7 @@ from LungLiverSegLib.bundle import ModelBundle, model_card, save_bundle
 from .config import TrainingConfig, config_to_json
 from .datasets import Split
 from .distributed import DistributedContext
+from .validation import unsure_ratio_limit
 
 GIT_TIMEOUT_S = 5
 
@@ -83,7 +84,8 @@ def export_bundle(
     validation: dict[str, Any],
 ) -> Path:
     """Write ``<out>/bundle/<name>-v<version>/`` (replacing an earlier export of this run)."""
-    bundle = replace(template, provenance=provenance_fields, validation=validation)
+    inference = replace(template.inference, unsure_ratio_limit=unsure_ratio_limit(validation))
+    bundle = replace(template, inference=inference, provenance=provenance_fields, validation=validation)
     folder = out / "bundle" / f"{bundle.name}-v{bundle.version}"
     return save_bundle(folder, bundle, state_dict, training_card(bundle, config), overwrite=True)
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from LungLiverSegLib.bundle import ModelBundle
 from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.inference import LoadedModel, segment_image
+from LungLiverSegLib.inference import InputWarning, LoadedModel, segment_image
 from LungLiverSegLib.metrics import compute_label_metrics, nsd_key
 
 from .config import TrainingConfig
@@ -31,6 +31,8 @@ from .distributed import DistributedContext, sum_across_ranks
 NSD_TOLERANCE_MM = 2.0
 METRICS = ("dice", "nsd_2mm")
 """Names in the history and the bundle, in the order of the score vectors."""
+UNSURE_BINS = np.linspace(0.0, 5.0, 501)
+"""Histogram of the images' ``unsure_ratio`` (summed across ranks, so percentiles work under DDP)."""
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,15 @@ def validate(
     names = {value: info.name for value, info in bundle.labels.items()}
     loaded = LoadedModel(bundle, network, device)
     totals = torch.zeros(len(METRICS) * len(names) + 3, dtype=torch.float64)
+    unsure = torch.zeros(len(UNSURE_BINS) - 1, dtype=torch.float64)
     network.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # memory-plan notes: not the user's concern here
+        warnings.simplefilter("ignore", InputWarning)  # an early network is unsure: that is measured below
         for group in group_by_patient(cases)[context.rank :: context.world_size]:
-            totals += _group_scores(loaded, group, names)
+            totals += _group_scores(loaded, group, names, unsure)
     network.to(device)  # the memory plan may have moved it; the optimiser's tensors stay on device
-    totals = sum_across_ranks(totals, context)
+    totals, unsure = sum_across_ranks(totals, context), sum_across_ranks(unsure, context)
     patients, images = max(int(totals[-1]), 1), max(int(totals[-2]), 1)
     means = (totals[:-3] / patients).reshape(len(METRICS), len(names)).tolist()
     result: dict[str, object] = {
@@ -94,20 +98,40 @@ def validate(
     result["cases"] = int(totals[-2])
     result["patients"] = int(totals[-1])
     result["gpu_time_s" if device.type == "cuda" else "cpu_time_s"] = round(float(totals[-3]) / images, 2)
+    result["unsure_ratio_p95"] = _percentile(unsure.numpy(), 95.0)
     return result
 
 
+def unsure_ratio_limit(validation: dict[str, object]) -> float | None:
+    """The warning limit a bundle gets: twice the validation images' 95th percentile of
+    ``unsure_ratio`` (a few unusual validation images may exceed it; inputs unlike the training
+    data exceed it by far: see docs/MODELS.md)."""
+    p95 = validation.get("unsure_ratio_p95")
+    return None if p95 is None else round(2.0 * float(p95), 2)
+
+
+def _percentile(histogram: np.ndarray, percent: float) -> float:
+    """Upper bin edge where the cumulative count first reaches ``percent`` of the total."""
+    cumulative = np.cumsum(histogram)
+    index = int(np.searchsorted(cumulative, cumulative[-1] * percent / 100.0))
+    return float(UNSURE_BINS[min(index + 1, len(UNSURE_BINS) - 1)])
+
+
 def _group_scores(
-    loaded: LoadedModel, group: Sequence[ValidationCase], names: dict[int, str]
+    loaded: LoadedModel, group: Sequence[ValidationCase], names: dict[int, str], unsure: torch.Tensor
 ) -> torch.Tensor:
-    """[Dice per name (pooled over the group), NSD per name (mean over it), seconds, images, 1]."""
+    """[Dice per name (pooled over the group), NSD per name (mean over it), seconds, images, 1];
+    each image's ``unsure_ratio`` is counted into the histogram ``unsure``."""
     overlap = np.zeros((len(names), 2), dtype=np.int64)  # |P & G|, |P| + |G| per label
     nsd_sum = np.zeros(len(names))
     seconds = 0.0
     for case in group:
         started = time.perf_counter()
-        prediction = segment_image(case.image, loaded).array
+        result = segment_image(case.image, loaded)
         seconds += time.perf_counter() - started
+        prediction = result.array
+        ratio = min(result.metadata["unsure_ratio"], UNSURE_BINS[-1] - 1e-9)
+        unsure[int(np.searchsorted(UNSURE_BINS, ratio, side="right")) - 1] += 1
         scores = compute_label_metrics(
             prediction, case.labels.array, case.labels.spacing[::-1], names, tolerances_mm=(NSD_TOLERANCE_MM,)
         )

@@ -1,4 +1,5 @@
-"""Re-measure a trained bundle's validation metrics with the current core, and rewrite its card.
+"""Re-measure a trained bundle's validation metrics with the current core, and rewrite its card
+(and its unsure-ratio warning limit, calibrated on the same validation images).
 
 Training records validation numbers with the pipeline of its own revision; when the core's
 inference improves later (e.g. the body mask), the shipped numbers must be measured again on
@@ -22,7 +23,7 @@ from LungLiverSegTraining.config import config_from_json
 from LungLiverSegTraining.datasets import open_dataset
 from LungLiverSegTraining.distributed import DistributedContext
 from LungLiverSegTraining.export import git_revision, training_card
-from LungLiverSegTraining.validation import validate, validation_cases
+from LungLiverSegTraining.validation import unsure_ratio_limit, validate, validation_cases
 
 
 def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path) -> dict:
@@ -35,7 +36,8 @@ def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path) -> dict:
     network = load_network(bundle, "cpu")
     validation = validate(network, bundle, cases, torch.device("cpu"), DistributedContext())
     validation["measured_with_revision"] = git_revision()
-    updated = replace(bundle, validation=validation)
+    inference = replace(bundle.inference, unsure_ratio_limit=unsure_ratio_limit(validation))
+    updated = replace(bundle, validation=validation, inference=inference)
     save_bundle(bundle_dir, updated, network.state_dict(), training_card(updated, config), overwrite=True)
     return validation
 
