@@ -68,6 +68,9 @@ class TrainingConfig:
     num_workers: int = 0
     flip_axes: list[int] = field(default_factory=list)
     rotate90_prob: float = 0.0
+    affine_prob: float = 0.0
+    rotate_deg: float = 10.0
+    scale_fraction: float = 0.1
     intensity_scale: float = 0.1
     intensity_shift: float = 0.1
 
@@ -114,7 +117,13 @@ class TrainingConfig:
         """Check the bundle sections and the hyper-parameters; return self for chaining."""
         self.bundle_template(source)
         _check_positive(self, source, "epochs", "batch_size", "samples_per_case", "validate_every")
-        _check_fraction(self, source, "foreground_ratio", "val_fraction", "rotate90_prob")
+        _check_fraction(
+            self, source, "foreground_ratio", "val_fraction", "rotate90_prob", "affine_prob", "scale_fraction"
+        )
+        if self.affine_prob > 0 and self.dims != 2:
+            raise TrainingConfigError(f"{source}: affine_prob: in-plane rotation and scaling are 2D only")
+        if not 0.0 <= self.rotate_deg <= 180.0:
+            raise TrainingConfigError(f"{source}: rotate_deg: expected 0..180, got {self.rotate_deg!r}")
         if self.learning_rate <= 0 or self.warmup_epochs < 0 or self.num_workers < 0:
             raise TrainingConfigError(
                 f"{source}: learning_rate must be > 0, warmup_epochs and num_workers >= 0"
@@ -242,8 +251,9 @@ def liver_ct_2d() -> TrainingConfig:
         postprocessing={"largest_component": [1], "fill_holes": [1], "min_volume_ml": 0.0},
         batch_size=8,
         samples_per_case=1,
-        epochs=50,
+        epochs=40,
         rotate90_prob=0.0,
+        affine_prob=0.5,
     )
 
 

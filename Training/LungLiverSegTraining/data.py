@@ -19,6 +19,7 @@ from LungLiverSegLib.transforms import prepare
 from monai.transforms import (
     Compose,
     FgBgToIndicesd,
+    RandAffined,
     RandCropByPosNegLabeld,
     RandFlipd,
     RandRotate90d,
@@ -55,7 +56,8 @@ def _plain(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def augmentation(config: TrainingConfig) -> Compose:
-    """Random patch crop (foreground ratio from the config), flips, 90-degree turns, intensity jitter."""
+    """Random patch crop (foreground ratio from the config), flips, 90-degree turns, in-plane
+    rotation and scaling (2D), intensity jitter."""
     spatial_axes = (config.dims - 2, config.dims - 1)
     steps = [
         RandCropByPosNegLabeld(
@@ -71,6 +73,20 @@ def augmentation(config: TrainingConfig) -> Compose:
         ),
         *(RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in config.flip_axes),
         RandRotate90d(KEYS, prob=config.rotate90_prob, max_k=3, spatial_axes=spatial_axes),
+        *(
+            [
+                RandAffined(
+                    KEYS,
+                    prob=config.affine_prob,
+                    rotate_range=(np.deg2rad(config.rotate_deg),),
+                    scale_range=(config.scale_fraction, config.scale_fraction),
+                    mode=("bilinear", "nearest"),
+                    padding_mode="zeros",
+                )
+            ]
+            if config.affine_prob > 0
+            else []
+        ),
         RandScaleIntensityd("image", factors=config.intensity_scale, prob=0.5),
         RandShiftIntensityd("image", offsets=config.intensity_shift, prob=0.5),
     ]
