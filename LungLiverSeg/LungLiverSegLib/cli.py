@@ -269,8 +269,8 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument(
         "--model",
         nargs="+",
-        help="models to run on the phantom, their segments merged (default: the bundled models "
-        "trained on real CT, demo.DEMO_MODELS)",
+        help="models to run on the phantom; each segment comes from the first model that has it "
+        "(default: lungs-ct-3d, then phantom-ct-3d for the liver)",
     )
     add_runtime_options(cmd)
     cmd.set_defaults(run=run_demo)
