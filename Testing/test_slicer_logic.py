@@ -352,6 +352,27 @@ def test_bundled_demo_model_finds_the_phantom_organs(scene, logic):
         assert 2 * np.count_nonzero(found & expected) / (found.sum() + expected.sum()) > 0.8
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_bundled_xray_model_through_the_module(scene, logic):
+    """A chest X-ray loaded as Slicer loads 2D files (a one-slice volume) gets right and left lungs."""
+    folder = SHARED_DATA / "cxr_lung_shenzhen"
+    if not folder.is_dir():
+        pytest.skip(f"real data not found at {folder}")
+    name = "CHNCXR_0021_0"  # a validation image of lungs-cxr-2d v0.1.0
+    volume_node = volume_node_from_image(scene, read_image(folder / "images" / f"{name}.png"), name)
+    outcome = logic.process(volume_node, "lungs-cxr-2d", waitForCompletion=True)
+    assert outcome.succeeded, outcome.error
+    segmentation = outcome.segmentation_nodes[0].GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["right lung", "left lung"]
+    labels = logic.proposal_of(outcome.segmentation_nodes[0]).labels.array[0]
+    truth = read_image(folder / "masks_lr" / f"{name}.png").array
+    for value in (1, 2):
+        found, expected = labels == value, truth == value
+        assert 2 * np.count_nonzero(found & expected) / (found.sum() + expected.sum()) > 0.9
+
+
 def test_model_choice_shows_organs_dims_time_and_licence():
     (entry,) = [entry for entry in slicer_logic.available_models() if entry.name == MODEL]
     tooltip = slicer_logic.model_tooltip(entry)
