@@ -13,6 +13,7 @@ import torch
 from LungLiverSegLib.bundle import (
     ArchitectureSpec,
     BodyCropSpec,
+    DensityCheckSpec,
     InferenceSpec,
     IntensitySpec,
     ModelBundle,
@@ -53,12 +54,17 @@ def make_bundle(dims: int = 3, name: str = "tiny-lungs", version: str = "1.0.0")
             intensity=IntensitySpec("window", -1000.0, 500.0),
             body_crop=BodyCropSpec(threshold=-500.0, margin_mm=10.0) if dims == 3 else None,
         ),
-        inference=InferenceSpec(patch_size=(16,) * dims, overlap=0.25, batch_size=2),
+        inference=InferenceSpec(patch_size=(16,) * dims, overlap=0.25, batch_size=2, unsure_ratio_limit=0.5),
         labels={
             1: LabelInfo(1, "right lung", (0.8, 0.6, 0.0), type=LUNG_TYPE, modifier=RIGHT),
             2: LabelInfo(2, "left lung", (0.5, 0.6, 0.8), type=LUNG_TYPE),
         },
-        postprocessing=PostprocessingSpec(largest_component=(1, 2), fill_holes=(1,), min_volume_ml=1.0),
+        postprocessing=PostprocessingSpec(
+            largest_component=(1, 2),
+            fill_holes=(1,),
+            min_volume_ml=1.0,
+            density_check=DensityCheckSpec((1, 2), 500.0, -500.0, -950.0, 0.35),
+        ),
         provenance={"dataset": "none", "seed": 0},
         validation={"dice": {"right lung": 0.5, "left lung": 0.25}, "cases": 2, "cpu_time_s": 3.0},
     )
@@ -174,6 +180,9 @@ CORRUPTIONS = [
     (_set("labels.2.name", "right lung"), "labels: segment names must be unique"),
     (_set("labels.1.terminology.type", ["SCT", "39607008"]), "labels.1.terminology.type"),
     (_set("postprocessing.largest_component", [7]), "postprocessing.largest_component"),
+    (_set("postprocessing.density_check.labels", [9]), "postprocessing.density_check.labels"),
+    (_set("postprocessing.density_check.max_mean", "low"), "postprocessing.density_check.max_mean"),
+    (_set("inference.unsure_ratio_limit", -1), "inference.unsure_ratio_limit"),
     (_set("weights.file", "../model.safetensors"), "weights.file"),
     (_set("weights.sha256", "not-a-hash"), "weights.sha256"),
     (_set("weights.file", "other.safetensors"), "weights.file"),

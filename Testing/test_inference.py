@@ -19,6 +19,7 @@ from LungLiverSegLib import geometry
 from LungLiverSegLib.bundle import (
     ArchitectureSpec,
     BodyCropSpec,
+    DensityCheckSpec,
     InferenceSpec,
     IntensitySpec,
     ModelBundle,
@@ -285,6 +286,40 @@ def test_postprocessing_keeps_largest_component_and_fills_holes_without_stealing
     cleaned = postprocess_labels(labels.copy(), (1.0, 1.0, 1.0), spec)
     assert cleaned[4, 4, 4] == 1 and cleaned[3, 3, 3] == 2 and cleaned[1, 10, 10] == 0
     assert (cleaned == 1).sum() == 7**3 - 1
+
+
+def test_density_check_drops_small_components_that_are_not_aerated_and_keeps_whole_lungs():
+    """1 mm voxels: a 1 mL "lung" of pure gas stays (as big as below_ml: never judged); of the
+    small ones, soft tissue and pure gas go, and lung-like parenchyma with vessels stays."""
+    labels = np.zeros((40, 40, 100), np.uint8)
+    intensities = np.full(labels.shape, 40.0)
+    regions = {
+        "big_gas": (slice(0, 10), slice(0, 10), slice(0, 10)),  # 1 mL
+        "tissue": (slice(20, 25), slice(0, 5), slice(0, 10)),  # small ones: 0.25 mL each
+        "gas": (slice(20, 25), slice(20, 25), slice(0, 10)),
+        "parenchyma": (slice(0, 5), slice(20, 25), slice(0, 10)),
+    }
+    for box in regions.values():
+        labels[box] = 1
+    intensities[regions["tissue"]] = -300.0
+    intensities[regions["gas"]] = -1000.0
+    intensities[regions["parenchyma"]] = -850.0
+    intensities[0:5, 20:25, 0:10:4] = -1000.0  # some voxels as dark as gas: 30% of them
+    labels[:, :, 40:100] = 2  # another label is never judged
+    check = DensityCheckSpec(
+        labels=(1,), below_ml=0.5, max_mean=-500.0, air_below=-950.0, max_air_fraction=0.35
+    )
+    spec = PostprocessingSpec(density_check=check)
+    big = labels.copy()
+    intensities_big = intensities.copy()
+    intensities_big[regions["big_gas"]] = -1000.0
+    cleaned = postprocess_labels(big, (1.0, 1.0, 1.0), spec, intensities_big)
+    assert cleaned[regions["big_gas"]].all()  # 1 mL >= below_ml: kept whatever its density
+    assert not cleaned[regions["tissue"]].any() and not cleaned[regions["gas"]].any()
+    assert cleaned[regions["parenchyma"]].all() and (cleaned[:, :, 40:] == 2).all()
+    assert np.array_equal(
+        postprocess_labels(labels.copy(), (1.0, 1.0, 1.0), spec), labels
+    )  # no image: no check
 
 
 def test_body_mask_keeps_the_patient_fills_lungs_and_airway_and_drops_the_table():

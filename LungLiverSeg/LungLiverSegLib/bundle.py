@@ -34,6 +34,7 @@ from .networks import ArchitectureSpec, build_network, check_architecture_name
 __all__ = [
     "ArchitectureSpec",
     "BodyCropSpec",
+    "DensityCheckSpec",
     "InferenceSpec",
     "IntensitySpec",
     "JsonFields",
@@ -129,12 +130,29 @@ class InferenceSpec:
 
 
 @dataclass(frozen=True)
+class DensityCheckSpec:
+    """Small components of an aerated organ must look aerated (see ``postprocess.density_check``).
+
+    A component of ``labels`` smaller than ``below_ml`` is dropped when its mean intensity is
+    above ``max_mean`` (soft tissue, not lung) or when more than ``max_air_fraction`` of it is
+    below ``air_below`` (pure gas, as in bowel or stomach, where lung has vessels and walls).
+    """
+
+    labels: tuple[int, ...]
+    below_ml: float
+    max_mean: float
+    air_below: float
+    max_air_fraction: float
+
+
+@dataclass(frozen=True)
 class PostprocessingSpec:
     """Clean-up applied to the label map; label values refer to the bundle's labels."""
 
     largest_component: tuple[int, ...] = ()
     fill_holes: tuple[int, ...] = ()
     min_volume_ml: float = 0.0
+    density_check: DensityCheckSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -439,10 +457,22 @@ def parse_labels(fields: JsonFields) -> LabelMap:
 
 
 def _parse_postprocessing(fields: JsonFields, labels: LabelMap) -> PostprocessingSpec:
+    check = fields.optional_child("density_check")
     return PostprocessingSpec(
         largest_component=fields.label_values("largest_component", labels),
         fill_holes=fields.label_values("fill_holes", labels),
         min_volume_ml=fields.number("min_volume_ml", minimum=0.0),
+        density_check=None if check is None else _parse_density_check(check, labels),
+    )
+
+
+def _parse_density_check(fields: JsonFields, labels: LabelMap) -> DensityCheckSpec:
+    return DensityCheckSpec(
+        labels=fields.label_values("labels", labels),
+        below_ml=fields.number("below_ml", minimum=0.0),
+        max_mean=fields.number("max_mean"),
+        air_below=fields.number("air_below"),
+        max_air_fraction=fields.number("max_air_fraction", minimum=0.0, below=1.0 + 1e-9),
     )
 
 
@@ -521,6 +551,18 @@ def _preprocessing_to_json(preprocessing: PreprocessingSpec) -> dict[str, Any]:
     }
 
 
+def _density_check_to_json(check: DensityCheckSpec | None) -> dict[str, Any] | None:
+    if check is None:
+        return None
+    return {
+        "labels": list(check.labels),
+        "below_ml": check.below_ml,
+        "max_mean": check.max_mean,
+        "air_below": check.air_below,
+        "max_air_fraction": check.max_air_fraction,
+    }
+
+
 def bundle_to_json(bundle: ModelBundle) -> dict[str, Any]:
     """The model.json document of ``bundle`` (``folder`` is not part of it)."""
     inference, post = bundle.inference, bundle.postprocessing
@@ -547,6 +589,7 @@ def bundle_to_json(bundle: ModelBundle) -> dict[str, Any]:
             "largest_component": list(post.largest_component),
             "fill_holes": list(post.fill_holes),
             "min_volume_ml": post.min_volume_ml,
+            "density_check": _density_check_to_json(post.density_check),
         },
         "provenance": dict(bundle.provenance),
         "validation": dict(bundle.validation),
@@ -712,7 +755,8 @@ def _card_preprocessing(bundle: ModelBundle) -> list[str]:
         f"- patch {list(bundle.inference.patch_size)}, overlap {bundle.inference.overlap}; "
         f"warns above an unsure ratio of {bundle.inference.unsure_ratio_limit or 'the default'}",
         f"- post-processing: largest component {list(post.largest_component)}, "
-        f"fill holes {list(post.fill_holes)}, minimum volume {post.min_volume_ml} ml",
+        f"fill holes {list(post.fill_holes)}, minimum volume {post.min_volume_ml} ml; "
+        f"density check: {post.density_check or 'none'}",
     ]
 
 

@@ -115,7 +115,8 @@ def segment_image(
     labels = probabilities_to_labels(probabilities, prepared.crop_shape)
     del probabilities
     spacing_kji = prepared.oriented.spacing[::-1]
-    labels = postprocess_labels(labels, spacing_kji, bundle.postprocessing)
+    intensities = prepared.oriented.array[prepared.crop_box]
+    labels = postprocess_labels(labels, spacing_kji, bundle.postprocessing, intensities)
     progress.update("postprocess", 0.8)
     result = _back_to_input_grid(labels, prepared, image)
     result.metadata["unsure_ratio"] = unsure
