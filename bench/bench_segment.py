@@ -60,6 +60,7 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     from monai.transforms import (
         AsDiscreted,
         Compose,
+        CopyItemsd,
         CropForegroundd,
         EnsureChannelFirstd,
         Invertd,
@@ -78,6 +79,7 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     steps = [
         LoadImaged("image"),
         EnsureChannelFirstd("image"),
+        CopyItemsd("image", names="original"),  # the input grid's intensities, for the density check
         Orientationd("image", axcodes=prep.orientation),
         Spacingd("image", pixdim=prep.spacing, mode="bilinear"),
         ScaleIntensityRanged("image", a_min=window.min, a_max=window.max, b_min=0.0, b_max=1.0, clip=True),
@@ -111,7 +113,10 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
         outside_body(probabilities, torch.from_numpy(body_zyx).permute(2, 1, 0))
     labels = _invert_and_discretise(post, data, probabilities)
     spacing = tuple(np.linalg.norm(np.asarray(labels.affine)[:3, :3], axis=0).tolist())
-    labels[0] = torch.from_numpy(postprocess_labels(labels[0].numpy(), spacing, bundle.postprocessing))
+    intensities = data["original"][0].numpy()
+    labels[0] = torch.from_numpy(
+        postprocess_labels(labels[0].numpy(), spacing, bundle.postprocessing, intensities)
+    )
     _write_nifti(labels, output)
     seconds = time.perf_counter() - start
     _write_nifti(_invert_and_discretise(post, data, recipe_only), output.replace(".nii", "_recipe.nii"))

@@ -50,16 +50,21 @@ def density_check(
     """
     min_voxels = check.below_ml / voxel_ml
     for value in check.labels:
-        components, count = ndimage.label(labels == value, structure=np.ones((3,) * labels.ndim, dtype=bool))
-        if count == 0:
+        mask = labels == value
+        if not mask.any():
             continue
-        index = np.arange(1, count + 1)
-        sizes = ndimage.sum_labels(np.ones_like(intensities, dtype=np.float32), components, index)
-        means = ndimage.mean(intensities, components, index)
-        air = ndimage.mean(intensities < check.air_below, components, index)
-        implausible = (sizes < min_voxels) & ((means > check.max_mean) | (air > check.max_air_fraction))
-        drop = np.concatenate([[False], implausible])
-        labels[drop[components]] = 0
+        box = bounding_box(mask, (0,) * labels.ndim)
+        components, count = ndimage.label(mask[box], structure=np.ones((3,) * labels.ndim, dtype=bool))
+        inside = intensities[box]
+        sizes = np.bincount(components.ravel(), minlength=count + 1)
+        means = np.bincount(components.ravel(), inside.ravel(), count + 1) / np.maximum(sizes, 1)
+        air = np.bincount(components.ravel(), (inside < check.air_below).ravel(), count + 1) / np.maximum(
+            sizes, 1
+        )
+        drop = (sizes < min_voxels) & ((means > check.max_mean) | (air > check.max_air_fraction))
+        drop[0] = False
+        if drop.any():
+            labels[box][drop[components]] = 0
     return labels
 
 
