@@ -38,8 +38,23 @@ def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path) -> dict:
     validation["measured_with_revision"] = git_revision()
     inference = replace(bundle.inference, unsure_ratio_limit=unsure_ratio_limit(validation))
     updated = replace(bundle, validation=validation, inference=inference)
-    save_bundle(bundle_dir, updated, network.state_dict(), training_card(updated, config), overwrite=True)
+    card = with_hand_written_section(training_card(updated, config), (bundle_dir / "README.md").read_text())
+    save_bundle(bundle_dir, updated, network.state_dict(), card, overwrite=True)
     return validation
+
+
+HAND_WRITTEN = "## Data, licence and how it was made"
+AFTER_IT = "## Intended use"
+
+
+def with_hand_written_section(card: str, old_card: str) -> str:
+    """``card`` with the old card's hand-written data section (sources, licences, attribution),
+    which no generator can know, put back before the intended use."""
+    if HAND_WRITTEN not in old_card or AFTER_IT not in card:
+        return card
+    start = old_card.index(HAND_WRITTEN)
+    end = old_card.index(AFTER_IT, start) if AFTER_IT in old_card[start:] else len(old_card)
+    return card.replace(AFTER_IT, old_card[start:end].rstrip() + "\n\n" + AFTER_IT, 1)
 
 
 if __name__ == "__main__":
