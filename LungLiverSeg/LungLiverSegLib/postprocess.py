@@ -55,12 +55,11 @@ def density_check(
             continue
         box = bounding_box(mask, (0,) * labels.ndim)
         components, count = ndimage.label(mask[box], structure=np.ones((3,) * labels.ndim, dtype=bool))
-        inside = intensities[box]
-        sizes = np.bincount(components.ravel(), minlength=count + 1)
-        means = np.bincount(components.ravel(), inside.ravel(), count + 1) / np.maximum(sizes, 1)
-        air = np.bincount(components.ravel(), (inside < check.air_below).ravel(), count + 1) / np.maximum(
-            sizes, 1
-        )
+        flat, inside = components.ravel(), intensities[box].ravel()
+        sizes = np.bincount(flat, minlength=count + 1)
+        per_voxel = 1.0 / np.maximum(sizes, 1)
+        means = np.bincount(flat, inside, count + 1) * per_voxel
+        air = np.bincount(flat, inside < check.air_below, count + 1) * per_voxel
         drop = (sizes < min_voxels) & ((means > check.max_mean) | (air > check.max_air_fraction))
         drop[0] = False
         if drop.any():
