@@ -73,6 +73,7 @@ class TrainingConfig:
     scale_fraction: float = 0.1
     intensity_scale: float = 0.1
     intensity_shift: float = 0.1
+    average_last_epochs: int = 0
 
     @property
     def patch_size_kji(self) -> tuple[int, ...]:
@@ -122,6 +123,11 @@ class TrainingConfig:
         )
         if self.affine_prob > 0 and self.dims != 2:
             raise TrainingConfigError(f"{source}: affine_prob: in-plane rotation and scaling are 2D only")
+        if not 0 <= self.average_last_epochs <= self.epochs:
+            raise TrainingConfigError(
+                f"{source}: average_last_epochs: expected 0..epochs ({self.epochs}), "
+                f"got {self.average_last_epochs!r}"
+            )
         if not 0.0 <= self.rotate_deg <= 180.0:
             raise TrainingConfigError(f"{source}: rotate_deg: expected 0..180, got {self.rotate_deg!r}")
         if self.learning_rate <= 0 or self.warmup_epochs < 0 or self.num_workers < 0:
@@ -262,9 +268,11 @@ def liver_ct_2d() -> TrainingConfig:
         postprocessing={"largest_component": [1], "fill_holes": [1], "min_volume_ml": 0.0},
         batch_size=8,
         samples_per_case=1,
+        version="0.2.0",
         epochs=40,
         rotate90_prob=0.0,
         affine_prob=0.5,
+        average_last_epochs=20,
     )
 
 

@@ -59,6 +59,7 @@ def provenance(
     hardware: str,
     training_time_s: float,
     best_epoch: int,
+    weights: str,
 ) -> dict[str, Any]:
     return {
         "dataset": str(dataset.resolve()),
@@ -66,6 +67,7 @@ def provenance(
         f"validation cases: {', '.join(split.val)}",
         "epochs": config.epochs,
         "best_epoch": best_epoch,
+        "weights": weights,
         "seed": config.seed,
         "git_revision": git_revision(),
         "command": command,

@@ -1,5 +1,6 @@
 """The training loop: DiceCE on random patches, AdamW with warm-up + cosine, AMP on CUDA,
-validation through the core, atomic best/last checkpoints, exact resume, DDP under torchrun.
+optional weight averaging over the final epochs, validation through the core, atomic best/last
+checkpoints, exact resume, DDP under torchrun.
 
 ``train(TrainOptions(...))`` is what ``lunglivseg train`` calls; tests and the Slicer module
 call it directly (with an event callback and a cancel token).
@@ -24,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import checkpoint as ckpt
+from .averaging import WeightAverage
 from .config import TrainingConfig, config_from_json, config_to_json
 from .data import PatchDataset, augmentation, concatenate_samples, prepare_case
 from .datasets import Dataset, Split, label_lookup, load_case, make_split, open_dataset, split_from_json
@@ -85,6 +87,7 @@ class Run:
     best_mean_dice: float = -1.0
     best_epoch: int = 0
     training_time_s: float = 0.0
+    average: WeightAverage = field(default_factory=WeightAverage)
 
     def state(self, config: TrainingConfig, epoch: int) -> dict[str, Any]:
         return {
@@ -98,6 +101,7 @@ class Run:
             "best_mean_dice": self.best_mean_dice,
             "best_epoch": self.best_epoch,
             "training_time_s": self.training_time_s,
+            "average": self.average.state_dict(),
             "config": json.dumps(config_to_json(config)),
         }
 
@@ -111,6 +115,7 @@ class Run:
         self.history = list(state["history"])
         self.best_mean_dice, self.best_epoch = state["best_mean_dice"], state["best_epoch"]
         self.training_time_s = state["training_time_s"]
+        self.average.load_state_dict(state.get("average"))
         return int(state["epoch"])
 
 
@@ -146,11 +151,26 @@ def _train(options: TrainOptions, device: torch.device, context: DistributedCont
             sampler.set_epoch(epoch)
         loss = _train_epoch(run, loader, loss_function, epoch, device, context, reporter, options.cancel)
         record = {"epoch": epoch, "loss": loss, "lr": run.scheduler.get_last_lr()[0], "val": None}
+        _average_weights(run, config, epoch, loader, device, record)
         if epoch % config.validate_every == 0 or epoch == config.epochs:
             record["val"] = validate(run.network, template, val_cases, device, context)
         run.training_time_s += time.monotonic() - started
         _end_epoch(run, record, config, options.out, context, reporter)
     return _finish(run, options, config, template, dataset, split, device, context, reporter)
+
+
+def _average_weights(
+    run: Run, config: TrainingConfig, epoch: int, loader: DataLoader, device: torch.device, record: dict
+) -> None:
+    """Fold this epoch's weights into the running mean while in the final ``average_last_epochs``;
+    after the final epoch the network takes the mean (then validated like any epoch)."""
+    window_start = config.epochs - config.average_last_epochs + 1
+    if config.average_last_epochs == 0 or epoch < window_start:
+        return
+    run.average.add(run.network, epoch, window_start)
+    if epoch == config.epochs:
+        run.average.apply_to(run.network, loader, device)
+        record["weights"] = run.average.describe(epoch)
 
 
 def _load_cases(
@@ -374,6 +394,7 @@ def _finish(
             hardware=hardware_description(device, context),
             training_time_s=run.training_time_s,
             best_epoch=run.best_epoch,
+            weights=best_record.get("weights", f"those at the end of epoch {run.best_epoch}"),
         )
         validation = {**best_record["val"], "epoch": run.best_epoch}
         folder = export_bundle(options.out, template, best["model"], config, fields, validation)
