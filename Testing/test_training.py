@@ -41,6 +41,7 @@ def tiny_config(epochs: int = 8):
         inference={**config.inference, "patch_size": [32, 32, 32]},
         flip_axes=[0],
         rotate90_prob=0.3,
+        average_last_epochs=3,
     )
     return config.validate()
 
@@ -98,6 +99,8 @@ def test_tiny_training_beats_untrained_model_and_its_bundle_segments(trained_run
     assert bundle.validation["cpu_time_s"] > 0
     assert bundle.inference.unsure_ratio_limit == round(2 * bundle.validation["unsure_ratio_p95"], 2)
     assert bundle.provenance["seed"] == 0 and bundle.provenance["epochs"] == 8
+    assert result.history[-1]["weights"] == "mean of the weights of epochs 6-8"
+    assert "weights" not in result.history[-2]
     assert "phantom_" in bundle.provenance["split"]
     assert "synthetic phantoms only" in (result.bundle_folder / "README.md").read_text()
 
@@ -118,20 +121,21 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(phantom_dataset,
     _, uninterrupted, _ = trained_run
     cancel = CancelToken()
 
-    def stop_after_epoch_3(event: dict) -> None:
-        if event["event"] == "epoch" and event["epoch"] == 3:
+    def stop_after_epoch_7(event: dict) -> None:
+        """Inside the weight-averaging window (6-8): the running mean must survive the restart."""
+        if event["event"] == "epoch" and event["epoch"] == 7:
             cancel.cancel()
 
     options = TrainOptions(
         dataset=phantom_dataset,
         out=tmp_path,
         config=tiny_config(),
-        callback=stop_after_epoch_3,
+        callback=stop_after_epoch_7,
         cancel=cancel,
     )
     with pytest.raises(Cancelled):
         train(options)
-    assert torch.load(tmp_path / checkpoint.LAST, weights_only=True)["epoch"] == 3
+    assert torch.load(tmp_path / checkpoint.LAST, weights_only=True)["epoch"] == 7
     resumed = train(TrainOptions(dataset=phantom_dataset, out=tmp_path, resume=True))
 
     expected = [record["loss"] for record in uninterrupted.history]
