@@ -20,6 +20,7 @@ from LungLiverSegLib.bundle import (
     ArchitectureSpec,
     BodyCropSpec,
     DensityCheckSpec,
+    HistogramRangeSpec,
     InferenceSpec,
     IntensitySpec,
     ModelBundle,
@@ -31,6 +32,7 @@ from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.inference import (
     InputWarning,
     LoadedModel,
+    histogram_distance,
     probabilities_to_labels,
     segment_image,
     unsure_ratio,
@@ -39,7 +41,7 @@ from LungLiverSegLib.labels import LabelInfo
 from LungLiverSegLib.memory import plan_execution
 from LungLiverSegLib.postprocess import postprocess_labels
 from LungLiverSegLib.progress import CancelToken, Progress
-from LungLiverSegLib.transforms import body_mask
+from LungLiverSegLib.transforms import body_mask, intensity_histogram, prepare
 from scipy.spatial.transform import Rotation
 
 BRIGHT_HU = 200.0
@@ -230,6 +232,42 @@ def test_a_network_unsure_of_the_image_warns_and_a_sure_one_does_not():
         warnings.simplefilter("error", InputWarning)
         result = segment_image(ellipsoid_ct(), loaded())
     assert result.metadata["unsure_ratio"] < 0.5
+
+
+def test_intensity_histogram_counts_fractions_per_bin_of_the_normalised_range():
+    network_input = torch.tensor([0.0, 0.05, 0.5, 0.99, 1.0, 2.0])  # 2.0 counts in the top bin
+    histogram = intensity_histogram(network_input, IntensitySpec("window", -1000.0, 500.0))
+    np.testing.assert_allclose(histogram, [2 / 6, 0, 0, 0, 1 / 6, 0, 0, 3 / 6])
+    zscored = intensity_histogram(torch.tensor([-5.0, 0.1, 2.9, 3.0]), IntensitySpec("zscore"))
+    np.testing.assert_allclose(zscored, [1 / 4, 0, 0, 0, 1 / 4, 0, 0, 2 / 4])
+
+
+def with_fingerprint(bundle: ModelBundle, low: list[float], high: list[float]) -> ModelBundle:
+    fingerprint = HistogramRangeSpec(tuple(low), tuple(high))
+    return replace(bundle, inference=replace(bundle.inference, input_histogram=fingerprint))
+
+
+def test_histogram_distance_is_the_share_of_voxels_outside_the_training_range():
+    bundle = with_fingerprint(make_bundle(), [0.5, 0.1, *[0.0] * 6], [0.7, 0.3, *[0.1] * 6])
+    histogram = np.array([0.2, 0.2, 0.6, 0, 0, 0, 0, 0])  # 0.3 short in bin 0, 0.5 over in bin 2
+    assert histogram_distance(histogram, bundle) == pytest.approx(0.5)
+    assert histogram_distance(np.array([0.6, 0.2, 0.2, 0, 0, 0, 0, 0]), bundle) == pytest.approx(0.1)
+    assert histogram_distance(histogram, make_bundle()) == 0.0  # no fingerprint, no check
+
+
+def test_intensities_unlike_every_training_image_warn():
+    image = ellipsoid_ct()
+    bundle = make_bundle()
+    seen = intensity_histogram(prepare(image, bundle.preprocessing).tensor, bundle.preprocessing.intensity)
+    trained_on = with_fingerprint(bundle, list(np.clip(seen - 0.02, 0, 1)), list(np.clip(seen + 0.02, 0, 1)))
+    model = LoadedModel(trained_on, ThresholdNet(), torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        assert segment_image(image, model).metadata["histogram_distance"] == 0.0
+    brighter = image.with_array((image.array + 700).astype(np.int16))  # air now at -300 HU
+    with pytest.warns(InputWarning, match="unlike every image"):
+        result = segment_image(brighter, model)
+    assert result.metadata["histogram_distance"] > 0.25
 
 
 def test_progress_is_monotonic_ends_at_one_and_has_an_eta():

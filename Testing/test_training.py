@@ -98,6 +98,10 @@ def test_tiny_training_beats_untrained_model_and_its_bundle_segments(trained_run
     assert bundle.validation["dice"].keys() == {"lungs", "liver"}
     assert bundle.validation["cpu_time_s"] > 0
     assert bundle.inference.unsure_ratio_limit == round(2 * bundle.validation["unsure_ratio_p95"], 2)
+    fingerprint = bundle.inference.input_histogram
+    assert fingerprint is not None
+    assert all(a <= b for a, b in zip(fingerprint.low, fingerprint.high, strict=True))
+    assert bundle.validation["unlike_training_images"] == 0  # the phantoms are all alike
     assert bundle.provenance["seed"] == 0 and bundle.provenance["epochs"] == 8
     assert result.history[-1]["weights"] == "mean of the weights of epochs 6-8"
     assert "weights" not in result.history[-2]

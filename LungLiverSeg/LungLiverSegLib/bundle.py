@@ -118,6 +118,16 @@ class PreprocessingSpec:
 
 
 @dataclass(frozen=True)
+class HistogramRangeSpec:
+    """The training images' intensity fingerprint: per bin of the network input's histogram
+    (``transforms.intensity_histogram``), the lowest and highest fraction of voxels any training
+    image had there. An input far outside this box is unlike every training image."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class InferenceSpec:
     """Sliding-window (3D) or slice-batch (2D) settings."""
 
@@ -127,6 +137,8 @@ class InferenceSpec:
     unsure_ratio_limit: float | None = None
     """Above this ``inference.unsure_ratio`` a result comes with a warning; training sets it to
     twice the 95th percentile over the validation images. None: the core's default."""
+    input_histogram: HistogramRangeSpec | None = None
+    """Training sets it; None: no intensity fingerprint check."""
 
 
 @dataclass(frozen=True)
@@ -402,7 +414,21 @@ def _parse_inference(fields: JsonFields, dims: int) -> InferenceSpec:
         overlap=fields.number("overlap", minimum=0.0, below=1.0),
         batch_size=fields.integer("batch_size", minimum=1),
         unsure_ratio_limit=fields.optional_number("unsure_ratio_limit"),
+        input_histogram=_parse_histogram_range(fields.optional_child("input_histogram")),
     )
+
+
+def _parse_histogram_range(fields: JsonFields | None) -> HistogramRangeSpec | None:
+    if fields is None:
+        return None
+    low = fields.get("low")
+    bins = len(low) if isinstance(low, list) else 0
+    if bins < 2:
+        fields.fail("low", f"expected a list of at least 2 fractions, got {low!r}")
+    low, high = (fields.numbers(key, bins, positive=False, why=" (one per bin)") for key in ("low", "high"))
+    if not all(0.0 <= a <= b <= 1.0 for a, b in zip(low, high, strict=True)):
+        fields.fail(None, f"expected 0 <= low <= high <= 1 in every bin, got low {low}, high {high}")
+    return HistogramRangeSpec(low, high)
 
 
 def _parse_code(fields: JsonFields, key: str) -> CodeTriple | None:
@@ -583,6 +609,9 @@ def bundle_to_json(bundle: ModelBundle) -> dict[str, Any]:
             "overlap": inference.overlap,
             "batch_size": inference.batch_size,
             "unsure_ratio_limit": inference.unsure_ratio_limit,
+            "input_histogram": None
+            if inference.input_histogram is None
+            else {"low": list(inference.input_histogram.low), "high": list(inference.input_histogram.high)},
         },
         "labels": {str(value): label_to_json(label) for value, label in sorted(bundle.labels.items())},
         "postprocessing": {
@@ -753,7 +782,8 @@ def _card_preprocessing(bundle: ModelBundle) -> list[str]:
         f"- spacing (mm): {_optional_list(pre.spacing) or 'as stored'}",
         f"- intensity: {_intensity_to_json(pre.intensity)}; body crop: {pre.body_crop or 'none'}",
         f"- patch {list(bundle.inference.patch_size)}, overlap {bundle.inference.overlap}; "
-        f"warns above an unsure ratio of {bundle.inference.unsure_ratio_limit or 'the default'}",
+        f"warns above an unsure ratio of {bundle.inference.unsure_ratio_limit or 'the default'}"
+        f"{' and on intensities unlike every training image' if bundle.inference.input_histogram else ''}",
         f"- post-processing: largest component {list(post.largest_component)}, "
         f"fill holes {list(post.fill_holes)}, minimum volume {post.min_volume_ml} ml; "
         f"density check: {post.density_check or 'none'}",

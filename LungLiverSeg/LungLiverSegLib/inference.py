@@ -34,7 +34,7 @@ from .geometry import Image, as_volume
 from .memory import ExecutionPlan, plan_execution
 from .postprocess import postprocess_labels
 from .progress import Progress
-from .transforms import PreparedImage, prepare, target_shape
+from .transforms import PreparedImage, intensity_histogram, prepare, target_shape
 
 STAGES = {"preprocess": 0.1, "network": 0.75, "postprocess": 0.15}
 BYTES_PER_RESAMPLE_CHUNK = 256 * 1024**2
@@ -42,6 +42,9 @@ SURE_PROBABILITY = 0.9
 UNSURE_RATIO_LIMIT = 1.0
 """Above this ``unsure_ratio`` the result comes with an ``InputWarning``, unless the bundle sets
 its own ``inference.unsure_ratio_limit`` (calibrated on its validation images by training)."""
+HISTOGRAM_TOLERANCE = 0.25
+"""Above this ``histogram_distance`` (a quarter of the voxels outside every training image's
+intensity histogram range) the result comes with an ``InputWarning``."""
 
 
 class InputWarning(UserWarning):
@@ -111,6 +114,8 @@ def segment_image(
         outside_body(probabilities, prepared.body)
     unsure = unsure_ratio(probabilities)
     _warn_if_unsure(unsure, bundle, source)
+    outside = histogram_distance(intensity_histogram(prepared.tensor, bundle.preprocessing.intensity), bundle)
+    _warn_if_unlike_training(outside, bundle, source)
     progress.update("postprocess", 0.0)
     labels = probabilities_to_labels(probabilities, prepared.crop_shape)
     del probabilities
@@ -120,6 +125,7 @@ def segment_image(
     progress.update("postprocess", 0.8)
     result = _back_to_input_grid(labels, prepared, image)
     result.metadata["unsure_ratio"] = unsure
+    result.metadata["histogram_distance"] = outside
     progress.update("postprocess", 1.0)
     return result
 
@@ -200,6 +206,28 @@ def _warn_if_unsure(ratio: float, bundle: ModelBundle, source: str) -> None:
             f"{source}: the model '{bundle.name}' is unsure about much of this image (unsure/found "
             f"ratio {ratio:.2f}, usual below {limit:g}); it may be unlike the "
             f"{bundle.modality} images the model was trained on: check the result before using it",
+            InputWarning,
+            stacklevel=3,
+        )
+
+
+def histogram_distance(histogram: np.ndarray, bundle: ModelBundle) -> float:
+    """Share of the input's voxels that would have to change bins for its intensity histogram to
+    fit inside the training images' range (0: it does; None in the bundle: always 0)."""
+    fingerprint = bundle.inference.input_histogram
+    if fingerprint is None:
+        return 0.0
+    below = np.clip(np.asarray(fingerprint.low) - histogram, 0.0, None)
+    above = np.clip(histogram - np.asarray(fingerprint.high), 0.0, None)
+    return float(max(below.sum(), above.sum()))
+
+
+def _warn_if_unlike_training(distance: float, bundle: ModelBundle, source: str) -> None:
+    if distance > HISTOGRAM_TOLERANCE:
+        warnings.warn(
+            f"{source}: the intensities are unlike every image the model '{bundle.name}' was trained on "
+            f"({distance:.0%} of the voxels fall outside the training images' histogram); it may not be a "
+            f"{bundle.modality} image prepared like them: check the result before using it",
             InputWarning,
             stacklevel=3,
         )

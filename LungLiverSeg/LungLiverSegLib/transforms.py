@@ -56,6 +56,21 @@ def normalize_intensity(array: torch.Tensor, spec: IntensitySpec) -> torch.Tenso
     return (array - mean) / std.clamp_min(1e-6)
 
 
+HISTOGRAM_BINS = 8
+
+
+def intensity_histogram(tensor: torch.Tensor, spec: IntensitySpec) -> np.ndarray:
+    """Fraction of the network input's voxels in each of ``HISTOGRAM_BINS`` equal bins of its
+    normalised range ([0, 1] for ``window`` and ``minmax``; [-3, 3] for ``zscore``, values beyond
+    counted in the end bins). A coarse fingerprint of what the network is shown: an 8-bit CT slice
+    (mostly black below 0 HU) and a radiograph (mostly mid-grey) differ in it at a glance, even
+    when both are 0..255 PNGs without any modality tag."""
+    low, high = (-3.0, 3.0) if spec.type == "zscore" else (0.0, 1.0)
+    values = tensor.float().clamp(low, high)
+    counts = torch.histc(values, bins=HISTOGRAM_BINS, min=low, max=high)
+    return (counts / max(values.numel(), 1)).numpy().astype(np.float64)
+
+
 def body_box(array: np.ndarray, threshold: float, margin_vox: tuple[int, int, int]) -> tuple[slice, ...]:
     """Bounding box of voxels above ``threshold`` (the body in CT), grown by a margin.
 

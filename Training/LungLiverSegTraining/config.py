@@ -118,16 +118,15 @@ class TrainingConfig:
         """Check the bundle sections and the hyper-parameters; return self for chaining."""
         self.bundle_template(source)
         _check_positive(self, source, "epochs", "batch_size", "samples_per_case", "validate_every")
+        if self.average_last_epochs < 0:
+            raise TrainingConfigError(
+                f"{source}: average_last_epochs: expected >= 0, got {self.average_last_epochs!r}"
+            )
         _check_fraction(
             self, source, "foreground_ratio", "val_fraction", "rotate90_prob", "affine_prob", "scale_fraction"
         )
         if self.affine_prob > 0 and self.dims != 2:
             raise TrainingConfigError(f"{source}: affine_prob: in-plane rotation and scaling are 2D only")
-        if not 0 <= self.average_last_epochs <= self.epochs:
-            raise TrainingConfigError(
-                f"{source}: average_last_epochs: expected 0..epochs ({self.epochs}), "
-                f"got {self.average_last_epochs!r}"
-            )
         if not 0.0 <= self.rotate_deg <= 180.0:
             raise TrainingConfigError(f"{source}: rotate_deg: expected 0..180, got {self.rotate_deg!r}")
         if self.learning_rate <= 0 or self.warmup_epochs < 0 or self.num_workers < 0:

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from LungLiverSegLib.bundle import HistogramRangeSpec
 from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.transforms import prepare
+from LungLiverSegLib.transforms import intensity_histogram, prepare
 from monai.transforms import (
     Compose,
     FgBgToIndicesd,
@@ -38,16 +39,27 @@ MAX_SEED = 2**31 - 1
 def prepare_case(image: Image, labels: Image, config: TrainingConfig) -> dict[str, torch.Tensor | np.ndarray]:
     """Preprocess one case as inference will, pad it to the patch and index its voxels for cropping.
 
-    Returns ``{"image": [1, *spatial], "label": [1, *spatial], "fg_indices", "bg_indices"}`` with
-    spatial ``(k, j, i)`` for 3D and ``(j, i)`` for 2D models.
+    Returns ``{"image": [1, *spatial], "label": [1, *spatial], "fg_indices", "bg_indices",
+    "histogram"}`` with spatial ``(k, j, i)`` for 3D and ``(j, i)`` for 2D models; "histogram" is
+    the unpadded input's ``intensity_histogram`` (the bundle's fingerprint is made of them).
     """
-    prepared = prepare(image, config.bundle_template().preprocessing, labels)
+    spec = config.bundle_template().preprocessing
+    prepared = prepare(image, spec, labels)
     tensor, label = prepared.tensor, prepared.label[None].to(torch.uint8)
+    histogram = intensity_histogram(tensor, spec.intensity)
     if config.dims == 2:  # a 2D image is prepared as a one-slice volume: drop the slice axis
         tensor, label = tensor[:, 0], label[:, 0]
     padded = SpatialPadd(KEYS, config.patch_size_kji)({"image": tensor, "label": label})
     case = {key: _plain(padded[key]) for key in KEYS}
-    return FgBgToIndicesd("label", output_shape=None)(case)
+    return {**FgBgToIndicesd("label", output_shape=None)(case), "histogram": histogram}
+
+
+def histogram_range(cases: Sequence[dict]) -> HistogramRangeSpec:
+    """The bundle's intensity fingerprint: per bin, the lowest and highest fraction over the
+    training cases (``prepare_case``'s "histogram")."""
+    histograms = np.stack([case["histogram"] for case in cases])
+    low, high = histograms.min(axis=0), histograms.max(axis=0)
+    return HistogramRangeSpec(tuple(round(float(v), 4) for v in low), tuple(round(float(v), 4) for v in high))
 
 
 def _plain(tensor: torch.Tensor) -> torch.Tensor:

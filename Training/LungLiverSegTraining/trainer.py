@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from . import checkpoint as ckpt
 from .averaging import WeightAverage
 from .config import TrainingConfig, config_from_json, config_to_json
-from .data import PatchDataset, augmentation, concatenate_samples, prepare_case
+from .data import PatchDataset, augmentation, concatenate_samples, histogram_range, prepare_case
 from .datasets import Dataset, Split, label_lookup, load_case, make_split, open_dataset, split_from_json
 from .distributed import (
     DistributedContext,
@@ -137,6 +138,9 @@ def _train(options: TrainOptions, device: torch.device, context: DistributedCont
     split = _split(options, dataset, config, context)
     template, network = _network(config, options.init_from, device)
     cached, val_cases = _load_cases(dataset, split, config)
+    template = replace(
+        template, inference=replace(template.inference, input_histogram=histogram_range(cached))
+    )
     patches = PatchDataset(cached, augmentation(config), config.seed)
     loader, sampler, generator = _loader(patches, config, context)
     run = _run(network, config, len(loader), device, context)
@@ -162,9 +166,10 @@ def _train(options: TrainOptions, device: torch.device, context: DistributedCont
 def _average_weights(
     run: Run, config: TrainingConfig, epoch: int, loader: DataLoader, device: torch.device, record: dict
 ) -> None:
-    """Fold this epoch's weights into the running mean while in the final ``average_last_epochs``;
-    after the final epoch the network takes the mean (then validated like any epoch)."""
-    window_start = config.epochs - config.average_last_epochs + 1
+    """Fold this epoch's weights into the running mean while in the final ``average_last_epochs``
+    (all epochs when a shorter run, e.g. ``--epochs 5``, has fewer); after the final epoch the
+    network takes the mean (then validated like any epoch)."""
+    window_start = max(1, config.epochs - config.average_last_epochs + 1)
     if config.average_last_epochs == 0 or epoch < window_start:
         return
     run.average.add(run.network, epoch, window_start)
@@ -177,10 +182,14 @@ def _load_cases(
     dataset: Dataset, split: Split, config: TrainingConfig
 ) -> tuple[list[dict], list[ValidationCase]]:
     """Training cases prepared once for the patch pipeline; validation cases as read (original grid)."""
+    return prepared_cases(dataset, config, split.train), validation_cases(dataset, config, split.val)
+
+
+def prepared_cases(dataset: Dataset, config: TrainingConfig, case_ids: Sequence[str]) -> list[dict]:
+    """The named cases read, relabelled and passed through ``prepare_case``."""
     lookup = label_lookup(dataset, config)
     by_id = {case.case_id: case for case in dataset.cases}
-    cached = [prepare_case(*load_case(by_id[case_id], lookup), config) for case_id in split.train]
-    return cached, validation_cases(dataset, config, split.val)
+    return [prepare_case(*load_case(by_id[case_id], lookup), config) for case_id in case_ids]
 
 
 def _reporter(

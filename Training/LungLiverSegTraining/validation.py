@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from LungLiverSegLib.bundle import ModelBundle
 from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.inference import InputWarning, LoadedModel, segment_image
+from LungLiverSegLib.inference import HISTOGRAM_TOLERANCE, InputWarning, LoadedModel, segment_image
 from LungLiverSegLib.metrics import compute_label_metrics, nsd_key
 
 from .config import TrainingConfig
@@ -73,12 +73,14 @@ def validate(
     """Mean per-patient Dice and NSD@2mm per segment (each rank scores its share of patients).
 
     Returns ``{"dice": {name: v}, "nsd_2mm": {name: v}, "mean_dice": v, "cases": n,
-    "patients": n, "cpu_time_s" or "gpu_time_s": mean seconds per case}``; the timing is what
-    the model catalogue shows users as the expected segmentation time of one image.
+    "patients": n, "cpu_time_s" or "gpu_time_s": mean seconds per case, "unsure_ratio_p95": v,
+    "unlike_training_images": n}``; the timing is what the model catalogue shows users as the
+    expected segmentation time of one image; the last two measure the input checks' false alarms
+    (the count of validation images the intensity-fingerprint check would warn about).
     """
     names = {value: info.name for value, info in bundle.labels.items()}
     loaded = LoadedModel(bundle, network, device)
-    totals = torch.zeros(len(METRICS) * len(names) + 3, dtype=torch.float64)
+    totals = torch.zeros(len(METRICS) * len(names) + 4, dtype=torch.float64)
     unsure = torch.zeros(len(UNSURE_BINS) - 1, dtype=torch.float64)
     network.eval()
     with warnings.catch_warnings():
@@ -89,7 +91,7 @@ def validate(
     network.to(device)  # the memory plan may have moved it; the optimiser's tensors stay on device
     totals, unsure = sum_across_ranks(totals, context), sum_across_ranks(unsure, context)
     patients, images = max(int(totals[-1]), 1), max(int(totals[-2]), 1)
-    means = (totals[:-3] / patients).reshape(len(METRICS), len(names)).tolist()
+    means = (totals[:-4] / patients).reshape(len(METRICS), len(names)).tolist()
     result: dict[str, object] = {
         metric: dict(zip(names.values(), row, strict=True))
         for metric, row in zip(METRICS, means, strict=True)
@@ -99,6 +101,7 @@ def validate(
     result["patients"] = int(totals[-1])
     result["gpu_time_s" if device.type == "cuda" else "cpu_time_s"] = round(float(totals[-3]) / images, 2)
     result["unsure_ratio_p95"] = _percentile(unsure.numpy(), 95.0)
+    result["unlike_training_images"] = int(totals[-4])
     return result
 
 
@@ -120,16 +123,18 @@ def _percentile(histogram: np.ndarray, percent: float) -> float:
 def _group_scores(
     loaded: LoadedModel, group: Sequence[ValidationCase], names: dict[int, str], unsure: torch.Tensor
 ) -> torch.Tensor:
-    """[Dice per name (pooled over the group), NSD per name (mean over it), seconds, images, 1];
-    each image's ``unsure_ratio`` is counted into the histogram ``unsure``."""
+    """[Dice per name (pooled over the group), NSD per name (mean over it), images whose
+    intensities are unlike the training images', seconds, images, 1]; each image's
+    ``unsure_ratio`` is counted into the histogram ``unsure``."""
     overlap = np.zeros((len(names), 2), dtype=np.int64)  # |P & G|, |P| + |G| per label
     nsd_sum = np.zeros(len(names))
-    seconds = 0.0
+    seconds, unlike = 0.0, 0
     for case in group:
         started = time.perf_counter()
         result = segment_image(case.image, loaded)
         seconds += time.perf_counter() - started
         prediction = result.array
+        unlike += result.metadata["histogram_distance"] > HISTOGRAM_TOLERANCE
         ratio = min(result.metadata["unsure_ratio"], UNSURE_BINS[-1] - 1e-9)
         unsure[int(np.searchsorted(UNSURE_BINS, ratio, side="right")) - 1] += 1
         scores = compute_label_metrics(
@@ -140,4 +145,6 @@ def _group_scores(
             overlap[row] += (np.count_nonzero(pred & truth), np.count_nonzero(pred) + np.count_nonzero(truth))
             nsd_sum[row] += scores[name][nsd_key(NSD_TOLERANCE_MM)]
     dice = [1.0 if total == 0 else 2.0 * both / total for both, total in overlap]  # metrics.dice's policy
-    return torch.tensor([*dice, *(nsd_sum / len(group)), seconds, len(group), 1.0], dtype=torch.float64)
+    return torch.tensor(
+        [*dice, *(nsd_sum / len(group)), unlike, seconds, len(group), 1.0], dtype=torch.float64
+    )

@@ -3,8 +3,8 @@
 For each model it segments a few in-distribution images and several that are not (an
 abdomen-only CT for the lung model, an MR, a chest X-ray given to a CT model, a CT slice or a
 picture that is not medical given to the X-ray model) and prints, per image, the volume or area
-found per segment, the ``unsure_ratio`` that ``segment_image`` computes, and whether an
-``InputWarning`` was raised. Reads ../shared/data; nothing is written.
+found per segment, the ``unsure_ratio`` and ``histogram_distance`` that ``segment_image``
+computes, and whether an ``InputWarning`` was raised. Reads ../shared/data; nothing is written.
 
     python Training/scripts/check_out_of_distribution.py [--models lungs-ct-3d liver-ct-2d lungs-cxr-2d]
 """
@@ -76,6 +76,7 @@ CASES: dict[str, list[tuple[str, Callable[[], Image]]]] = {
             for p in first(DATA / "ct_liver_msd_2d/images", 3)
         ],
         ("chest X-ray", lambda: read_image(first(DATA / "cxr_lung_shenzhen/images", 1)[0])),
+        ("picture of a chart (not medical)", not_medical_picture),
     ],
     "lungs-cxr-2d": [
         *[
@@ -106,6 +107,7 @@ def check(model_name: str) -> None:
         unit = "mL" if image.ndim == 3 else "cm2 (at 1 mm/pixel)"
         print(
             f"  {title:36s} {found} {unit}; unsure_ratio {labels.metadata['unsure_ratio']:.2f}; "
+            f"histogram_distance {labels.metadata['histogram_distance']:.2f}; "
             f"{'WARNING' if warned else 'no warning'}"
         )
 

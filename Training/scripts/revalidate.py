@@ -1,5 +1,6 @@
 """Re-measure a trained bundle's validation metrics with the current core, and rewrite its card
-(and its unsure-ratio warning limit, calibrated on the same validation images).
+(and its input checks: the unsure-ratio warning limit, calibrated on the same validation images,
+and the intensity fingerprint of its training images).
 
 Training records validation numbers with the pipeline of its own revision; when the core's
 inference improves later (e.g. the body mask), the shipped numbers must be measured again on
@@ -20,9 +21,11 @@ import torch
 from LungLiverSegLib.bundle import load_bundle, load_network, save_bundle
 from LungLiverSegTraining.checkpoint import load_checkpoint
 from LungLiverSegTraining.config import config_from_json
+from LungLiverSegTraining.data import histogram_range
 from LungLiverSegTraining.datasets import open_dataset
 from LungLiverSegTraining.distributed import DistributedContext
 from LungLiverSegTraining.export import git_revision, training_card
+from LungLiverSegTraining.trainer import prepared_cases
 from LungLiverSegTraining.validation import unsure_ratio_limit, validate, validation_cases
 
 
@@ -32,7 +35,10 @@ def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path) -> dict:
     saved = load_checkpoint(run_dir / "checkpoint_last.pt", torch.device("cpu"))
     config = config_from_json(json.loads(saved["config"]), "checkpoint")
     split = json.loads((run_dir / "split.json").read_text())
-    cases = validation_cases(open_dataset(dataset_dir, config), config, split["val"])
+    dataset = open_dataset(dataset_dir, config)
+    fingerprint = histogram_range(prepared_cases(dataset, config, split["train"]))
+    bundle = replace(bundle, inference=replace(bundle.inference, input_histogram=fingerprint))
+    cases = validation_cases(dataset, config, split["val"])
     network = load_network(bundle, "cpu")
     validation = validate(network, bundle, cases, torch.device("cpu"), DistributedContext())
     validation["measured_with_revision"] = git_revision()
