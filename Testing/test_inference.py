@@ -366,9 +366,21 @@ def test_body_mask_keeps_the_patient_fills_lungs_and_airway_and_drops_the_table(
     volume[:, 10:25, 10:18] = -850.0  # a lung, enclosed in every axial slice
     volume[:, 15:18, 19:22] = -1000.0  # the trachea, open at the top and bottom slices
     volume[:, 33:36, 2:38] = 300.0  # the CT table, below the body with air in between
-    body = body_mask(volume, -500.0)
+    body = body_mask(volume, -500.0, np.array([3.0, 1.0, 1.0]))
     assert body[:, 12, 12].all() and body[:, 16, 20].all()  # lung and trachea are inside
     assert not body[:, 34, 20].any() and not body[:, 1, 1].any()  # table and outside air are not
+
+
+def test_body_mask_leaves_out_air_under_a_thin_pad_lying_on_the_patient():
+    volume = np.full((6, 60, 60), -1000.0)
+    volume[:, 10:50, 10:50] = 40.0  # body, 1 mm pixels
+    volume[:, 10:22, 26:34] = -1000.0  # a groove in the patient's back, open to the outside
+    volume[:, 8:10, 8:52] = 0.0  # a 2 mm pad over the back, touching the body: it closes the groove
+    volume[:, 30:40, 15:20] = -850.0  # a lung behind a thin (5 mm) chest wall
+    body = body_mask(volume, -500.0, np.array([3.0, 1.0, 1.0]))
+    assert not body[:, 15, 30].any()  # the groove's air is outside, not an enclosed "lung"
+    assert body[:, 35, 17].all()  # a hole the body itself encloses is inside
+    assert body[:, 30, 30].all() and body[:, 9, 12].all()  # the body and what touches it are kept
 
 
 def test_nothing_is_segmented_on_the_table():

@@ -109,7 +109,8 @@ def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     probabilities = torch.softmax(logits, 1)[0]
     recipe_only = probabilities.clone()
     if body_threshold is not None:
-        body_zyx = body_mask(data["image"][0].permute(2, 1, 0).numpy(), body_threshold)
+        spacing_zyx = np.asarray(bundle.preprocessing.spacing[::-1])
+        body_zyx = body_mask(data["image"][0].permute(2, 1, 0).numpy(), body_threshold, spacing_zyx)
         outside_body(probabilities, torch.from_numpy(body_zyx).permute(2, 1, 0))
     labels = _invert_and_discretise(post, data, probabilities)
     spacing = tuple(np.linalg.norm(np.asarray(labels.affine)[:3, :3], axis=0).tolist())

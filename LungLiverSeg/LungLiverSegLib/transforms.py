@@ -83,13 +83,21 @@ def body_box(array: np.ndarray, threshold: float, margin_vox: tuple[int, int, in
     return geometry.bounding_box(inside, margin_vox)
 
 
-def body_mask(volume: np.ndarray, threshold: float) -> np.ndarray:
+BODY_OPENING_MM = 2.0
+"""Sheets up to about twice this thick (blankets, pads) cannot close an air pocket into the body;
+a chest wall is thicker."""
+
+
+def body_mask(volume: np.ndarray, threshold: float, spacing_kji: np.ndarray) -> np.ndarray:
     """The patient's body in a ``[k, j, i]`` CT: the largest connected region above ``threshold``,
     with enclosed holes (lungs, airways, bowel gas) filled slice by slice.
 
     The CT table, blankets and air around the patient are outside it, so no organ can be found
     there. Holes are filled per axial slice because the airway reaches the top of a chest CT, which
-    would leave the lungs connected to the outside in 3D.
+    would leave the lungs connected to the outside in 3D. Only holes that the body itself encloses
+    count: a pad lying over the patient's back would otherwise close the air in the groove between
+    back and table into a "hole" that looks like lung, so holes are found with thin sheets cut off
+    (an in-plane opening of ``BODY_OPENING_MM``, the body grown back within its own voxels).
     """
     inside = volume > threshold
     components, count = ndimage.label(inside)
@@ -97,9 +105,13 @@ def body_mask(volume: np.ndarray, threshold: float) -> np.ndarray:
         return np.ones(volume.shape, dtype=bool)
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
+    largest = components == int(sizes.argmax())
     in_plane = np.zeros((3, 3, 3), dtype=bool)
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
-    return ndimage.binary_fill_holes(components == int(sizes.argmax()), structure=in_plane)
+    radius = max(1, round(BODY_OPENING_MM / float(min(spacing_kji[1:]))))
+    core = ndimage.binary_opening(largest, in_plane, iterations=radius)
+    walls = ndimage.binary_dilation(core, in_plane, iterations=radius) & largest
+    return ndimage.binary_fill_holes(walls, structure=in_plane) | largest
 
 
 def target_shape(shape: tuple[int, int, int], spacing_kji: np.ndarray, spec: PreprocessingSpec) -> tuple:
@@ -140,7 +152,8 @@ def prepare(image: Image, spec: PreprocessingSpec, label: Image | None = None) -
     resampled = resample(cropped, shape)
     body = None
     if spec.body_crop is not None and spec.resize_inplane is None:
-        body = torch.from_numpy(body_mask(resampled[0].numpy(), spec.body_crop.threshold))
+        resampled_spacing = spacing_kji * np.asarray(cropped.shape[1:]) / np.asarray(shape)
+        body = torch.from_numpy(body_mask(resampled[0].numpy(), spec.body_crop.threshold, resampled_spacing))
     tensor = normalize_intensity(resampled, spec.intensity)
     label_tensor = None
     if label is not None:
