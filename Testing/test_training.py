@@ -376,6 +376,21 @@ def test_cli_train_errors_are_one_line(tmp_path, capsys):
     assert "\n" not in error
 
 
+def test_cli_data_card_that_cannot_be_read_is_one_line(tmp_path, capsys):
+    arguments = [
+        "train",
+        "--dataset",
+        str(tmp_path),
+        "--config",
+        "phantom-ct-3d",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert cli.main([*arguments, "--data-card", str(tmp_path / "missing.md")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--data-card" in error and "missing.md" in error and "\n" not in error
+
+
 # ------------------------------------------------------------------------------------------
 # Real 2D data (skipped when ../shared/data is absent)
 # ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from LungLiverSegLib.cli import add_runtime_options
 from LungLiverSegLib.progress import CancelToken
 
 from .config import PRESETS, load_config
+from .errors import TrainingConfigError
 from .trainer import TrainOptions, train
 
 
@@ -39,6 +41,12 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--init-from", type=Path, default=None, help="fine-tune from this model bundle")
     cmd.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
     cmd.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    cmd.add_argument(
+        "--data-card",
+        type=Path,
+        default=None,
+        help="Markdown file on the training data (sources, licences, attribution, limits) for the model card",
+    )
     add_runtime_options(cmd)
     cmd.set_defaults(run=run_train)
 
@@ -47,6 +55,10 @@ def run_train(args: argparse.Namespace, cancel: CancelToken) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config is not None else None
+    if args.data_card is not None:
+        if config is None:
+            raise TrainingConfigError("--data-card needs --config (a resumed run keeps its own card)")
+        config = replace(config, data_card=read_data_card(args.data_card))
     options = TrainOptions(
         dataset=args.dataset,
         out=args.out,
@@ -64,11 +76,19 @@ def run_train(args: argparse.Namespace, cancel: CancelToken) -> int:
     return 0
 
 
+def read_data_card(path: Path) -> str:
+    """The data card's Markdown (UTF-8), with a one-line error when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise TrainingConfigError(f"--data-card {path}: cannot read it ({error})") from error
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The command as it could be re-typed (rebuilt from the parsed options, not from sys.argv,
     which is the host program's under the Python API or tests)."""
     words = ["lunglivseg", "train", "--dataset", str(args.dataset), "--out", str(args.out)]
-    for option in ("config", "init_from", "device", "epochs", "seed", "threads"):
+    for option in ("config", "init_from", "device", "epochs", "seed", "data_card", "threads"):
         value = getattr(args, option)
         if value is not None:
             words += [f"--{option.replace('_', '-')}", str(value)]

@@ -55,6 +55,8 @@ class TrainingConfig:
     label_sources: dict[str, list[str]] = field(default_factory=dict)
     masks_folder: str = "masks"
     card_notes: str = ""
+    data_card: str = ""
+    """Markdown on the training data (``--data-card``): the card's "Data, licence" section."""
     epochs: int = 100
     batch_size: int = 2
     samples_per_case: int = 2

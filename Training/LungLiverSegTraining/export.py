@@ -92,11 +92,33 @@ def export_bundle(
     return save_bundle(folder, bundle, state_dict, training_card(bundle, config), overwrite=True)
 
 
+DATA_SECTION = "## Data, licence and how it was made"
+SECTION_AFTER_DATA = "## Intended use"
+
+
 def training_card(bundle: ModelBundle, config: TrainingConfig) -> str:
-    """The generated model card plus what only training knows: notes and the full configuration."""
+    """The generated model card plus what only training knows: the data card (``--data-card``),
+    notes and the full configuration (the data card is left out of the JSON: it is above)."""
     notes = f"{config.card_notes}\n\n" if config.card_notes else ""
-    configuration = json.dumps(config_to_json(config), indent=2)
-    return (
+    configuration = json.dumps({**config_to_json(config), "data_card": "(above)"}, indent=2)
+    card = (
         f"{model_card(bundle)}\n## Training\n\n{notes}Reproduce with the command under Provenance; "
         f"the training configuration was:\n\n```json\n{configuration}\n```\n"
     )
+    return with_data_section(card, f"{DATA_SECTION}\n\n{config.data_card}") if config.data_card else card
+
+
+def with_data_section(card: str, section: str) -> str:
+    """``card`` with ``section`` (a "Data, licence" section, heading included) before the intended use."""
+    if SECTION_AFTER_DATA not in card:
+        return f"{card.rstrip()}\n\n{section.strip()}\n"
+    return card.replace(SECTION_AFTER_DATA, f"{section.strip()}\n\n{SECTION_AFTER_DATA}", 1)
+
+
+def data_section_of(card: str) -> str | None:
+    """The "Data, licence" section of an existing card (heading included), or None."""
+    if DATA_SECTION not in card:
+        return None
+    start = card.index(DATA_SECTION)
+    end = card.find(SECTION_AFTER_DATA, start)
+    return card[start : end if end >= 0 else len(card)].rstrip()

@@ -18,22 +18,25 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from LungLiverSegLib.bundle import load_bundle, load_network, save_bundle
+from LungLiverSegLib.bundle import ModelBundle, load_bundle, load_network, save_bundle
 from LungLiverSegTraining.checkpoint import load_checkpoint
-from LungLiverSegTraining.config import config_from_json
+from LungLiverSegTraining.cli import read_data_card
+from LungLiverSegTraining.config import TrainingConfig, config_from_json
 from LungLiverSegTraining.data import histogram_range
 from LungLiverSegTraining.datasets import open_dataset
 from LungLiverSegTraining.distributed import DistributedContext
-from LungLiverSegTraining.export import git_revision, training_card
+from LungLiverSegTraining.export import data_section_of, git_revision, training_card, with_data_section
 from LungLiverSegTraining.trainer import prepared_cases
 from LungLiverSegTraining.validation import unsure_ratio_limit, validate, validation_cases
 
 
-def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path) -> dict:
+def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path, data_card: Path | None = None) -> dict:
     """Score the run's validation split through ``segment_image`` and store the result in the bundle."""
     bundle = load_bundle(bundle_dir)
     saved = load_checkpoint(run_dir / "checkpoint_last.pt", torch.device("cpu"))
     config = config_from_json(json.loads(saved["config"]), "checkpoint")
+    if data_card is not None:
+        config = replace(config, data_card=read_data_card(data_card))
     split = json.loads((run_dir / "split.json").read_text())
     dataset = open_dataset(dataset_dir, config)
     fingerprint = histogram_range(prepared_cases(dataset, config, split["train"]))
@@ -44,23 +47,17 @@ def revalidate(bundle_dir: Path, dataset_dir: Path, run_dir: Path) -> dict:
     validation["measured_with_revision"] = git_revision()
     inference = replace(bundle.inference, unsure_ratio_limit=unsure_ratio_limit(validation))
     updated = replace(bundle, validation=validation, inference=inference)
-    card = with_hand_written_section(training_card(updated, config), (bundle_dir / "README.md").read_text())
+    card = regenerated_card(updated, config, (bundle_dir / "README.md").read_text())
     save_bundle(bundle_dir, updated, network.state_dict(), card, overwrite=True)
     return validation
 
 
-HAND_WRITTEN = "## Data, licence and how it was made"
-AFTER_IT = "## Intended use"
-
-
-def with_hand_written_section(card: str, old_card: str) -> str:
-    """``card`` with the old card's hand-written data section (sources, licences, attribution),
-    which no generator can know, put back before the intended use."""
-    if HAND_WRITTEN not in old_card or AFTER_IT not in card:
-        return card
-    start = old_card.index(HAND_WRITTEN)
-    end = old_card.index(AFTER_IT, start) if AFTER_IT in old_card[start:] else len(old_card)
-    return card.replace(AFTER_IT, old_card[start:end].rstrip() + "\n\n" + AFTER_IT, 1)
+def regenerated_card(bundle: ModelBundle, config: TrainingConfig, old_card: str) -> str:
+    """The training card, with the old card's data section (sources, licences, attribution) when
+    the run had no ``--data-card`` of its own: no generator could know what it says."""
+    card = training_card(bundle, config)
+    kept = None if config.data_card else data_section_of(old_card)
+    return card if kept is None else with_data_section(card, kept)
 
 
 if __name__ == "__main__":
@@ -68,5 +65,9 @@ if __name__ == "__main__":
     parser.add_argument("bundle", type=Path)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("run", type=Path)
+    parser.add_argument(
+        "--data-card", type=Path, default=None, help="replace the card's data section with this file"
+    )
     arguments = parser.parse_args()
-    print(json.dumps(revalidate(arguments.bundle, arguments.dataset, arguments.run), indent=2))
+    validation = revalidate(arguments.bundle, arguments.dataset, arguments.run, arguments.data_card)
+    print(json.dumps(validation, indent=2))
