@@ -269,11 +269,9 @@ def liver_ct_2d() -> TrainingConfig:
         postprocessing={"largest_component": [1], "fill_holes": [1], "min_volume_ml": 0.0},
         batch_size=8,
         samples_per_case=1,
-        version="0.2.0",
         epochs=40,
         rotate90_prob=0.0,
         affine_prob=0.5,
-        average_last_epochs=20,
     )
 
 
