@@ -352,25 +352,58 @@ def test_bundled_demo_model_finds_the_phantom_organs(scene, logic):
         assert 2 * np.count_nonzero(found & expected) / (found.sum() + expected.sum()) > 0.8
 
 
+BUNDLED_CASES = {
+    # model: (image, reference labels, {model label: reference values}, Dice above), all in ../shared/data
+    "lungs-cxr-2d": (  # CHNCXR_0021_0 is a validation image of lungs-cxr-2d v0.1.0
+        "cxr_lung_shenzhen/images/CHNCXR_0021_0.png",
+        "cxr_lung_shenzhen/masks_lr/CHNCXR_0021_0.png",
+        {1: (1,), 2: (2,)},
+        0.9,
+    ),
+    "lungs-ct-3d": (  # Case_009 is a validation case of lungs-ct-3d
+        "ct_lung_lctsc_2mm/Case_009_ct.nii.gz",
+        "ct_lung_lctsc_2mm/Case_009_lungs.nii.gz",
+        {1: (1,)},
+        0.96,
+    ),
+    "liver-ct-2d": (  # a whole 3D CT, slice by slice; reference: TotalSegmentator's liver (5)
+        "ct_abdomen_totalseg_example/example_ct.nii.gz",
+        "ct_abdomen_totalseg_example/example_seg_fast_force_split.nii.gz",
+        {1: (5,)},
+        0.85,
+    ),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_bundled_xray_model_through_the_module(scene, logic):
-    """A chest X-ray loaded as Slicer loads 2D files (a one-slice volume) gets right and left lungs."""
-    folder = SHARED_DATA / "cxr_lung_shenzhen"
-    if not folder.is_dir():
-        pytest.skip(f"real data not found at {folder}")
-    name = "CHNCXR_0021_0"  # a validation image of lungs-cxr-2d v0.1.0
-    volume_node = volume_node_from_image(scene, read_image(folder / "images" / f"{name}.png"), name)
-    outcome = logic.process(volume_node, "lungs-cxr-2d", waitForCompletion=True)
+@pytest.mark.parametrize("model", list(BUNDLED_CASES))
+def test_bundled_models_through_the_module(scene, logic, model):
+    """Each bundled model, run by the module on a node loaded as Slicer loads the file (a 2D
+    X-ray is a one-slice volume), returns named segments on the input's exact geometry."""
+    image_path, truth_path, values, minimum = BUNDLED_CASES[model]
+    if not (SHARED_DATA / image_path).is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA / image_path}")
+    image = read_image(SHARED_DATA / image_path)
+    volume_node = volume_node_from_image(scene, image, Path(image_path).name.split(".")[0])
+    outcome = logic.process(volume_node, model, waitForCompletion=True)
     assert outcome.succeeded, outcome.error
     segmentation = outcome.segmentation_nodes[0].GetSegmentation()
     names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
-    assert names == ["right lung", "left lung"]
-    labels = logic.proposal_of(outcome.segmentation_nodes[0]).labels.array[0]
-    truth = read_image(folder / "masks_lr" / f"{name}.png").array
-    for value in (1, 2):
-        found, expected = labels == value, truth == value
-        assert 2 * np.count_nonzero(found & expected) / (found.sum() + expected.sum()) > 0.9
+    bundle_names = [entry.segments for entry in list_models() if entry.name == model][0]
+    assert names == list(bundle_names)
+    labels = logic.proposal_of(outcome.segmentation_nodes[0]).labels
+    assert labels.array.shape[-2:] == image.array.shape[-2:]
+    if image.ndim == 3:
+        assert labels.array.shape == image.array.shape
+        np.testing.assert_allclose(labels.spacing, image.spacing, atol=1e-5)
+        np.testing.assert_allclose(labels.origin, image.origin, atol=1e-4)
+        np.testing.assert_allclose(labels.direction, image.direction, atol=1e-6)
+    truth = read_image(SHARED_DATA / truth_path).array
+    found_array = labels.array.reshape(truth.shape)
+    for value, reference in values.items():
+        found, expected = found_array == value, np.isin(truth, reference)
+        assert 2 * np.count_nonzero(found & expected) / (found.sum() + expected.sum()) > minimum
 
 
 def test_model_choice_shows_organs_dims_time_and_licence():
