@@ -11,6 +11,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import require_file
 from LungLiverSegLib.bundle import load_bundle
@@ -105,3 +106,31 @@ def test_non_ct_input_to_the_lung_model_warns(shared_data):
     image = read_image(require_file(shared_data / "ct_abdomen_totalseg_example" / "example_mr_sm.nii.gz"))
     _, warned = segment_quietly(image, load_model("lungs-ct-3d", "cpu"))
     assert warned
+
+
+@pytest.mark.realdata
+def test_an_image_of_the_other_kind_warns_through_its_intensities(shared_data):
+    """A chest X-ray given to the 8-bit liver-slice model and a CT slice given to the X-ray model:
+    both are plain 0..255 PNGs without a modality; the intensity fingerprint tells them apart."""
+    x_ray = read_image(require_file(shared_data / "cxr_lung_shenzhen" / "images" / "CHNCXR_0021_0.png"))
+    ct_slice = read_image(require_file(shared_data / "ct_liver_msd_2d" / "images" / "10001_102.png"))
+    for image, wrong_model in ((x_ray, "liver-ct-2d"), (ct_slice, "lungs-cxr-2d")):
+        labels, warned = segment_quietly(image, load_model(wrong_model, "cpu"))
+        assert any("unlike every image" in str(w.message) for w in warned), wrong_model
+        assert labels.metadata["histogram_distance"] > 0.25
+    for image, right_model in ((x_ray, "lungs-cxr-2d"), (ct_slice, "liver-ct-2d")):
+        labels, warned = segment_quietly(image, load_model(right_model, "cpu"))
+        assert not warned and labels.metadata["histogram_distance"] == 0.0, right_model
+
+
+@pytest.mark.realdata
+def test_lungs_ct_3d_finds_at_most_a_few_ml_in_an_abdomen_only_ct(shared_data):
+    """example_ct.nii.gz without the slices where TotalSegmentator found lung (5 slices of margin)."""
+    folder = shared_data / "ct_abdomen_totalseg_example"
+    ct = read_image(require_file(folder / "example_ct.nii.gz"))
+    lungs = np.isin(read_image(folder / "example_seg_fast_force_split.nii.gz").array, range(10, 15))
+    lowest_lung_slice = int(np.flatnonzero(lungs.any(axis=(1, 2)))[0])
+    abdomen = ct.with_array(ct.array[: lowest_lung_slice - 5])
+    labels, warned = segment_quietly(abdomen, load_model("lungs-ct-3d", "cpu"))
+    found_ml = np.count_nonzero(labels.array) * float(np.prod(abdomen.spacing)) / 1000.0
+    assert found_ml < 10.0 and warned  # 6.6 mL (a bowel gas pocket) when shipped, and a warning
