@@ -6,7 +6,7 @@ Slicer), an overlay PNG, a volume table, and the agreement with the phantom's tr
 
 The lungs come from ``lungs-ct-3d``, trained on real chest CT, which finds the phantom's lungs
 (Dice about 0.98). The phantom's liver is a plain 60 HU organ, unlike the contrast-enhanced
-livers ``liver-ct-2d`` was trained on (Dice about 0.74 there), so the liver comes from the
+livers ``liver-ct-2d`` was trained on (Dice about 0.5 there), so the liver comes from the
 demo model ``phantom-ct-3d``; ``--model lungs-ct-3d liver-ct-2d`` shows the real liver model.
 """
 

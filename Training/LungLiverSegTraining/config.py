@@ -267,11 +267,15 @@ def liver_ct_2d() -> TrainingConfig:
         inference={"patch_size": [256, 256], "overlap": 0.0, "batch_size": 16},
         labels={"1": label_entry("liver", [0.87, 0.47, 0.35], LIVER)},
         postprocessing={"largest_component": [1], "fill_holes": [1], "min_volume_ml": 0.0},
+        version="0.2.0",
         batch_size=8,
         samples_per_case=1,
-        epochs=40,
+        epochs=60,
         rotate90_prob=0.0,
         affine_prob=0.5,
+        rotate_deg=15.0,
+        scale_fraction=0.3,
+        intensity_scale=0.25,
     )
 
 
