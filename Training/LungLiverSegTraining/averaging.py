@@ -2,8 +2,9 @@
 
 With a few hundred training images the network's weights still wander from epoch to epoch at
 the end of training, and the validation score with them; the mean of the final epochs' weights
-sits nearer the centre of that wide minimum and usually generalises better than any single
-epoch. The trainer keeps a running mean of the weights at the end of each of the last
+sits nearer the centre of that wide minimum and often generalises better than any single epoch
+(it did not for liver-ct-2d under a cosine schedule decaying to zero: docs/TRAINING.md). The
+trainer keeps a running mean of the weights at the end of each of the last
 ``average_last_epochs`` epochs and, after the final one, puts the mean into the network, which
 is then validated and checkpointed like any other epoch (so best-epoch selection can pick it).
 """
