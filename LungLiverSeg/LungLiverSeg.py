@@ -1,6 +1,6 @@
 """LungLiverSeg: lung and liver segmentation in 3D Slicer, with correction export for training.
 
-A thin GUI over ``LungLiverSegLib.slicer_logic`` (tested headless on slicer-core): the widget
+A thin GUI over ``LungLiverSegLib.slicer_module.logic`` (tested headless on slicer-core): the widget
 binds the parameter node to the .ui, turns Segment (or Train) into Cancel while the child process
 runs, and polls it from a QTimer so that Slicer stays responsive.
 """
@@ -13,8 +13,8 @@ from contextlib import contextmanager
 import qt
 import slicer
 import vtk
-from LungLiverSegLib import slicer_logic
 from LungLiverSegLib.errors import LungLiverSegError
+from LungLiverSegLib.slicer_module import logic as slicer_logic
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -387,7 +387,7 @@ class LungLiverSegTest(ScriptedLoadableModuleTest):
 
         import numpy as np
         import SampleData
-        from LungLiverSegLib.dataset_export import DatasetExportError, read_dataset
+        from LungLiverSegLib.dataset.export import DatasetExportError, read_dataset
 
         self.delayDisplay("Loading CTChest")
         volumeNode = SampleData.downloadSample("CTChest")

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+from factories import SHARED_DATA
 
 
 @pytest.fixture(scope="session")
@@ -16,10 +14,3 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (clone the repo next to shared/ to run this)")
     return SHARED_DATA
-
-
-def require_file(path: Path) -> Path:
-    """Skip the calling test with a clear reason when one real-data file is missing."""
-    if not path.exists():
-        pytest.skip(f"real data file missing: {path}")
-    return path

@@ -16,7 +16,7 @@ import numpy as np
 np.Inf = np.inf  # surface_distance 0.1 still uses the NumPy 1 aliases
 np.NaN = np.nan
 import surface_distance  # noqa: E402  (needs the aliases above)
-from LungLiverSegLib import metrics  # noqa: E402
+from LungLiverSegLib.evaluation import metrics  # noqa: E402
 
 SHAPE = (150, 512, 512)
 SPACING = (3.0, 0.7, 0.7)

@@ -42,7 +42,7 @@ DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "ct_lung_lctsc_full" / "Case_0
 
 def run_ours(image: str, model: str, output: str, threads: int) -> dict:
     from LungLiverSegLib.api import segment
-    from LungLiverSegLib.inference import load_model
+    from LungLiverSegLib.segmentation.segment import load_model
 
     start = time.perf_counter()
     loaded = load_model(model, "cpu", threads)
@@ -52,10 +52,10 @@ def run_ours(image: str, model: str, output: str, threads: int) -> dict:
 
 def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     import torch
-    from LungLiverSegLib.catalogue import find_model
-    from LungLiverSegLib.inference import load_model, outside_body
-    from LungLiverSegLib.postprocess import postprocess_labels
-    from LungLiverSegLib.transforms import body_mask
+    from LungLiverSegLib.bundle.catalogue import find_model
+    from LungLiverSegLib.segmentation.postprocess import postprocess_labels
+    from LungLiverSegLib.segmentation.preprocess import body_mask
+    from LungLiverSegLib.segmentation.segment import load_model, outside_body
     from monai.inferers import sliding_window_inference
     from monai.transforms import (
         AsDiscreted,
@@ -171,8 +171,8 @@ def in_child(which: str, image: str, model: str, output: str, threads: int) -> d
 
 
 def compare(args: argparse.Namespace) -> None:
-    from LungLiverSegLib.imageio import read_image
-    from LungLiverSegLib.metrics import dice
+    from LungLiverSegLib.evaluation.metrics import dice
+    from LungLiverSegLib.imageio.images import read_image
 
     with tempfile.TemporaryDirectory() as folder:
         ours_path, monai_path = f"{folder}/ours.nii.gz", f"{folder}/monai.nii.gz"
@@ -195,7 +195,7 @@ def compare(args: argparse.Namespace) -> None:
 
 def large(args: argparse.Namespace) -> None:
     from LungLiverSegLib.geometry import Image
-    from LungLiverSegLib.imageio import write_image
+    from LungLiverSegLib.imageio.images import write_image
 
     with tempfile.TemporaryDirectory() as folder:
         array = np.full((1000, 512, 512), -1000, np.int16)

@@ -19,10 +19,10 @@ from dataclasses import replace
 
 import monai.data
 import torch
-from LungLiverSegLib.networks import build_network
-from LungLiverSegLib.phantom import make_phantom
+from LungLiverSegLib.bundle.networks import build_network
+from LungLiverSegLib.demo.phantom import make_phantom
 from LungLiverSegTraining.config import TrainingConfig, lungs_ct_3d
-from LungLiverSegTraining.data import KEYS, PatchDataset, augmentation, concatenate_samples, prepare_case
+from LungLiverSegTraining.patches import KEYS, PatchDataset, augmentation, concatenate_samples, prepare_case
 from LungLiverSegTraining.trainer import Run, train_step
 from monai.losses import DiceCELoss
 from monai.transforms import Compose, SelectItemsd

@@ -1,0 +1,19 @@
+"""LungLiverSeg's core: segmentation, evaluation and dataset export, with no GUI.
+
+Layers (docs/ARCHITECTURE.md draws them; ``Testing/test_architecture.py`` enforces them), lowest
+first; a module may import from its own layer and the layers below, never above:
+
+1. foundations: ``errors``, ``labels``, ``files``, ``jsonio``, ``progress``, ``tables``,
+   ``paths``, ``geometry`` (numpy/SimpleITK only);
+2. formats: ``imageio`` (images, DICOM, ``.seg.nrrd``) and ``bundle`` (model bundles and the
+   catalogue; only ``bundle.networks`` and ``bundle.weights`` import torch/MONAI);
+3. work: ``segmentation`` (torch), ``evaluation`` (numpy/scipy), ``dataset`` (the training
+   dataset layout and export);
+4. composition: ``api``, ``demo``;
+5. front ends: ``cli`` and ``slicer_module``. Only ``slicer_module`` may import slicer, vtk or
+   qt; it imports torch-heavy code only inside functions, so the Slicer module loads before
+   torch is installed.
+
+Nothing here imports ``LungLiverSegTraining``: Training plugs its ``train`` command into the CLI
+through the ``lunglivseg.commands`` entry-point group.
+"""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .geometry import Image
-from .imageio import read_image, write_image, write_segmentation
-from .inference import LoadedModel, load_model, segment_image
-from .progress import Progress
+from LungLiverSegLib.geometry import Image
+from LungLiverSegLib.imageio import read_image, write_image, write_segmentation
+from LungLiverSegLib.progress import Progress
+from LungLiverSegLib.segmentation.segment import LoadedModel, load_model, segment_image
 
 SEGMENTATION_SUFFIXES = (".seg.nrrd",)
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import Cancelled
+from LungLiverSegLib.errors import Cancelled
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import TrainingConfigError
+from LungLiverSegTraining.errors import TrainingConfigError
 
 LAST = "checkpoint_last.pt"
 BEST = "checkpoint_best.pt"

@@ -1,7 +1,8 @@
-"""``lunglivseg train``: registered into the core's CLI when this package is installed.
+"""``lunglivseg train``: registered into the core's CLI through the ``lunglivseg.commands``
+entry point (and by ``python -m LungLiverSegTraining`` where there is no package metadata).
 
 Under ``torchrun`` the same command trains on several GPUs / nodes:
-``torchrun --nproc_per_node 4 -m LungLiverSegLib.cli train ...``.
+``torchrun --nproc_per_node 4 -m LungLiverSegTraining train ...``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from LungLiverSegLib.cli import add_runtime_options
+from LungLiverSegLib.cli.options import add_runtime_options
 from LungLiverSegLib.progress import CancelToken
 
-from .config import PRESETS, load_config
-from .errors import TrainingConfigError
-from .trainer import TrainOptions, train
+from LungLiverSegTraining.config import PRESETS, load_config
+from LungLiverSegTraining.errors import TrainingConfigError
+from LungLiverSegTraining.trainer import TrainOptions, train
 
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:

@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from LungLiverSegLib.bundle import ModelBundle, bundle_from_json
+from LungLiverSegLib.bundle.model_json import bundle_from_json
+from LungLiverSegLib.bundle.spec import ModelBundle
 from LungLiverSegLib.errors import BundleError
 
-from .errors import TrainingConfigError
+from LungLiverSegTraining.errors import TrainingConfigError
 
 PLACEHOLDER_SHA256 = "0" * 64
 LUNG = ["SCT", "39607008", "Lung"]
@@ -333,7 +334,9 @@ def phantom_ct_3d() -> TrainingConfig:
         },
         label_sources={"liver": ["liver", "liver_tumour"]},
         postprocessing={"largest_component": [2], "fill_holes": [1, 2], "min_volume_ml": 1.0},
-        card_notes="Trained on synthetic phantoms only (LungLiverSegLib.phantom): not for clinical images.",
+        card_notes=(
+            "Trained on synthetic phantoms only (LungLiverSegLib.demo.phantom): not for clinical images."
+        ),
         epochs=100,
         batch_size=2,
         samples_per_case=2,

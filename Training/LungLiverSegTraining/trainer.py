@@ -16,21 +16,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from LungLiverSegLib.bundle import ModelBundle, load_bundle, load_network
-from LungLiverSegLib.inference import resolve_device
-from LungLiverSegLib.networks import build_network
+from LungLiverSegLib.bundle.model_json import load_bundle
+from LungLiverSegLib.bundle.networks import build_network
+from LungLiverSegLib.bundle.spec import ModelBundle
+from LungLiverSegLib.bundle.weights import load_network
 from LungLiverSegLib.progress import CancelToken
+from LungLiverSegLib.segmentation.segment import resolve_device
 from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from . import checkpoint as ckpt
-from .averaging import WeightAverage
-from .config import TrainingConfig, config_from_json, config_to_json
-from .data import PatchDataset, augmentation, concatenate_samples, histogram_range, prepare_case
-from .datasets import Dataset, Split, label_lookup, load_case, make_split, open_dataset, split_from_json
-from .distributed import (
+from LungLiverSegTraining import checkpoint as ckpt
+from LungLiverSegTraining.averaging import WeightAverage
+from LungLiverSegTraining.bundle_export import export_bundle, hardware_description, provenance
+from LungLiverSegTraining.config import TrainingConfig, config_from_json, config_to_json
+from LungLiverSegTraining.dataset_reader import (
+    Dataset,
+    Split,
+    label_lookup,
+    load_case,
+    make_split,
+    open_dataset,
+    split_from_json,
+)
+from LungLiverSegTraining.distributed import (
     DistributedContext,
     barrier,
     init_distributed,
@@ -38,11 +48,17 @@ from .distributed import (
     shutdown,
     sum_across_ranks,
 )
-from .errors import TrainingConfigError
-from .export import export_bundle, hardware_description, provenance
-from .reporting import EventCallback, Reporter, write_curves
-from .schedule import warmup_cosine
-from .validation import ValidationCase, validate, validation_cases
+from LungLiverSegTraining.errors import TrainingConfigError
+from LungLiverSegTraining.patches import (
+    PatchDataset,
+    augmentation,
+    concatenate_samples,
+    histogram_range,
+    prepare_case,
+)
+from LungLiverSegTraining.progress_report import EventCallback, Reporter, write_curves
+from LungLiverSegTraining.schedule import warmup_cosine
+from LungLiverSegTraining.validation import ValidationCase, validate, validation_cases
 
 SPLIT_FILE = "split.json"
 CURVES_FILE = "curves.png"

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from LungLiverSegLib.bundle import ModelBundle
+from LungLiverSegLib.bundle.spec import ModelBundle
+from LungLiverSegLib.evaluation.metrics import compute_label_metrics, nsd_key
 from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.inference import HISTOGRAM_TOLERANCE, InputWarning, LoadedModel, segment_image
-from LungLiverSegLib.metrics import compute_label_metrics, nsd_key
+from LungLiverSegLib.segmentation.segment import HISTOGRAM_TOLERANCE, InputWarning, LoadedModel, segment_image
 
-from .config import TrainingConfig
-from .datasets import Dataset, label_lookup, load_case
-from .distributed import DistributedContext, sum_across_ranks
+from LungLiverSegTraining.config import TrainingConfig
+from LungLiverSegTraining.dataset_reader import Dataset, label_lookup, load_case
+from LungLiverSegTraining.distributed import DistributedContext, sum_across_ranks
 
 NSD_TOLERANCE_MM = 2.0
 METRICS = ("dice", "nsd_2mm")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.imageio import read_image
-from LungLiverSegLib.inference import InputWarning, load_model, segment_image
+from LungLiverSegLib.imageio.images import read_image
+from LungLiverSegLib.segmentation.segment import InputWarning, load_model, segment_image
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ABDOMEN = DATA / "ct_abdomen_totalseg_example"

@@ -18,14 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from LungLiverSegLib.bundle import ModelBundle, load_bundle, load_network, save_bundle
+from LungLiverSegLib.bundle.model_json import load_bundle
+from LungLiverSegLib.bundle.spec import ModelBundle
+from LungLiverSegLib.bundle.weights import load_network, save_bundle
+from LungLiverSegTraining.bundle_export import data_section_of, git_revision, training_card, with_data_section
 from LungLiverSegTraining.checkpoint import load_checkpoint
 from LungLiverSegTraining.cli import read_data_card
 from LungLiverSegTraining.config import TrainingConfig, config_from_json
-from LungLiverSegTraining.data import histogram_range
-from LungLiverSegTraining.datasets import open_dataset
+from LungLiverSegTraining.dataset_reader import open_dataset
 from LungLiverSegTraining.distributed import DistributedContext
-from LungLiverSegTraining.export import data_section_of, git_revision, training_card, with_data_section
+from LungLiverSegTraining.patches import histogram_range
 from LungLiverSegTraining.trainer import prepared_cases
 from LungLiverSegTraining.validation import unsure_ratio_limit, validate, validation_cases
 

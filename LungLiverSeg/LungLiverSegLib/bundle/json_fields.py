@@ -1,0 +1,140 @@
+"""Typed access to JSON objects, with errors that name the source file and the dotted field."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, NoReturn
+
+from LungLiverSegLib.bundle.spec import TextRule
+from LungLiverSegLib.errors import BundleError
+from LungLiverSegLib.labels import LabelMap
+
+_MISSING = object()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class JsonFields:
+    """Typed access to one JSON object; every error names the source file and the dotted field."""
+
+    def __init__(self, data: object, source: str | Path, path: str = "") -> None:
+        self.source = str(source)
+        self.path = path
+        if not isinstance(data, dict):
+            self.fail(None, f"expected a JSON object, got {type(data).__name__}")
+        self.data: dict[str, Any] = data
+
+    def field_name(self, key: str | None) -> str:
+        """Dotted name of ``key`` inside this object (the object itself when ``key`` is None)."""
+        if key is None:
+            return self.path or "(top level)"
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str | None, message: str) -> NoReturn:
+        raise BundleError(f"{self.source}: {self.field_name(key)}: {message}")
+
+    def get(self, key: str, default: object = _MISSING) -> Any:
+        """The raw value of ``key``; a missing key is an error unless a default is given."""
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            self.fail(key, "missing")
+        return default
+
+    def child(self, key: str) -> JsonFields:
+        """The object at ``key``."""
+        return JsonFields(self.get(key), self.source, self.field_name(key))
+
+    def optional_child(self, key: str) -> JsonFields | None:
+        """The object at ``key``, or None when the key is absent or null."""
+        return None if self.get(key, None) is None else self.child(key)
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        """A free-form object (provenance, validation); absent means empty."""
+        value = self.get(key, {})
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a JSON object, got {type(value).__name__}")
+        return value
+
+    def text(self, key: str, rule: TextRule | None = None, *, default: object = _MISSING) -> str:
+        value = self.get(key, default)
+        if not isinstance(value, str):
+            self.fail(key, f"expected a string, got {value!r}")
+        if rule is not None and not rule.pattern.match(value):
+            self.fail(key, f"expected {rule.expected}, got {value!r}")
+        return value
+
+    def schema_version(self, supported: tuple[int, ...]) -> int:
+        """The document's schema_version; a newer one means this LungLiverSeg is too old to read it."""
+        value = self.get("schema_version")
+        if not _is_int(value) or value not in supported:
+            readable = ", ".join(map(str, supported))
+            self.fail("schema_version", f"{value!r} is not supported (this LungLiverSeg reads {readable})")
+        return value
+
+    def choice(self, key: str, choices: tuple[object, ...]) -> Any:
+        value = self.get(key)
+        if value not in choices or isinstance(value, bool):
+            self.fail(key, f"expected one of {', '.join(map(repr, choices))}; got {value!r}")
+        return value
+
+    def number(self, key: str, *, minimum: float | None = None, below: float | None = None) -> float:
+        """A finite number in [minimum, below)."""
+        value = self.get(key)
+        if not _is_number(value):
+            self.fail(key, f"expected a number, got {value!r}")
+        if minimum is not None and value < minimum:
+            self.fail(key, f"expected a number >= {minimum}, got {value!r}")
+        if below is not None and value >= below:
+            self.fail(key, f"expected a number below {below}, got {value!r}")
+        return float(value)
+
+    def optional_number(self, key: str) -> float | None:
+        """A non-negative number, or None when null or absent."""
+        return None if self.get(key, None) is None else self.number(key, minimum=0.0)
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.get(key)
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.fail(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    def integer(self, key: str, *, minimum: int) -> int:
+        value = self.get(key)
+        if not _is_int(value) or value < minimum:
+            self.fail(key, f"expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    def numbers(
+        self, key: str, length: int, *, integers: bool = False, positive: bool = True, why: str = ""
+    ) -> tuple[Any, ...] | None:
+        """A list of ``length`` numbers (or integers), positive unless told otherwise, or None when
+        null or absent."""
+        value = self.get(key, None)
+        if value is None:
+            return None
+        kind = "integers" if integers else "numbers"
+        if not isinstance(value, list) or len(value) != length:
+            count = len(value) if isinstance(value, list) else repr(value)
+            self.fail(key, f"expected {length} {kind}{why}, got {count}")
+        valid = _is_int if integers else _is_number
+        if not all(valid(item) and (item > 0 or not positive) for item in value):
+            self.fail(key, f"expected {'positive ' if positive else ''}{kind}, got {value!r}")
+        return tuple(int(item) if integers else float(item) for item in value)
+
+    def label_values(self, key: str, known: LabelMap) -> tuple[int, ...]:
+        """A list of label values that all exist in ``known``."""
+        value = self.get(key, [])
+        if not isinstance(value, list) or not all(_is_int(item) for item in value):
+            self.fail(key, f"expected a list of label values, got {value!r}")
+        for item in value:
+            if item not in known:
+                self.fail(key, f"label {item} is not in labels ({sorted(known)})")
+        return tuple(value)

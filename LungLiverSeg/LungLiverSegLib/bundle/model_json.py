@@ -1,0 +1,367 @@
+"""model.json <-> ``ModelBundle``, and loading a bundle folder (checksum verified).
+
+A bundle (see docs/MODEL_BUNDLE.md) is the contract between Training and every front end. It is
+validated completely on load, with messages that name the file and the field at fault, so that a
+broken or hand-edited bundle fails with an actionable sentence instead of a wrong segmentation.
+Weights are only ever safetensors (a pickle from a stranger runs code), and their sha256 is
+checked against model.json before a single tensor is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from LungLiverSegLib.bundle.json_fields import JsonFields
+from LungLiverSegLib.bundle.spec import (
+    AXIS_LETTER_PAIRS,
+    HASH_CHUNK_BYTES,
+    INTENSITY_TYPES,
+    MODALITIES,
+    MODEL_JSON,
+    NAME_RULE,
+    SCHEMA_VERSION,
+    SEGMENT_NAME_RULE,
+    SEMVER_RULE,
+    SHA256_RULE,
+    SUPPORTED_SCHEMA_VERSIONS,
+    WEIGHTS_NAME_RULE,
+    ArchitectureSpec,
+    BodyCropSpec,
+    DensityCheckSpec,
+    HistogramRangeSpec,
+    InferenceSpec,
+    IntensitySpec,
+    ModelBundle,
+    PostprocessingSpec,
+    PreprocessingSpec,
+    check_architecture_name,
+)
+from LungLiverSegLib.errors import BundleError
+from LungLiverSegLib.labels import ANATOMICAL_STRUCTURE, CodeTriple, LabelInfo, LabelMap
+
+# --------------------------------------------------------------------------------------------
+# model.json -> ModelBundle
+# --------------------------------------------------------------------------------------------
+
+
+def _axis_of(letter: str) -> str:
+    """The letter pair ("LR", "PA" or "IS") an axis code letter belongs to, or "" for none."""
+    return next((pair for pair in AXIS_LETTER_PAIRS if letter in pair), "")
+
+
+def _parse_orientation(fields: JsonFields) -> str | None:
+    value = fields.get("orientation", None)
+    if value is None:
+        return None
+    if not isinstance(value, str) or sorted(_axis_of(letter) for letter in value) != sorted(
+        AXIS_LETTER_PAIRS
+    ):
+        fields.fail(
+            "orientation", f"expected axis codes like 'RAS' (one of L/R, P/A, I/S each), got {value!r}"
+        )
+    return value
+
+
+def _parse_intensity(fields: JsonFields) -> IntensitySpec:
+    kind = fields.choice("type", INTENSITY_TYPES)
+    if kind != "window":
+        return IntensitySpec(kind)
+    lowest, highest = fields.number("min"), fields.number("max")
+    if lowest >= highest:
+        fields.fail("max", f"must be greater than min ({lowest}), got {highest}")
+    return IntensitySpec(kind, lowest, highest)
+
+
+def _parse_body_crop(fields: JsonFields | None) -> BodyCropSpec | None:
+    if fields is None:
+        return None
+    return BodyCropSpec(
+        threshold=fields.number("threshold"), margin_mm=fields.number("margin_mm", minimum=0.0)
+    )
+
+
+def _parse_preprocessing(fields: JsonFields, dims: int) -> PreprocessingSpec:
+    resize = fields.numbers("resize_inplane", 2, integers=True)
+    if resize is not None and dims != 2:
+        fields.fail("resize_inplane", "only 2D models resize slices; use null for a 3D model")
+    return PreprocessingSpec(
+        orientation=_parse_orientation(fields),
+        spacing=fields.numbers("spacing", dims, why=f" for a {dims}D model"),
+        intensity=_parse_intensity(fields.child("intensity")),
+        resize_inplane=resize,
+        body_crop=_parse_body_crop(fields.optional_child("body_crop")),
+    )
+
+
+def _parse_inference(fields: JsonFields, dims: int) -> InferenceSpec:
+    patch_size = fields.numbers("patch_size", dims, integers=True, why=f" for a {dims}D model")
+    if patch_size is None:
+        fields.fail("patch_size", "missing")
+    return InferenceSpec(
+        patch_size=patch_size,
+        overlap=fields.number("overlap", minimum=0.0, below=1.0),
+        batch_size=fields.integer("batch_size", minimum=1),
+        unsure_ratio_limit=fields.optional_number("unsure_ratio_limit"),
+        input_histogram=_parse_histogram_range(fields.optional_child("input_histogram")),
+    )
+
+
+def _parse_histogram_range(fields: JsonFields | None) -> HistogramRangeSpec | None:
+    if fields is None:
+        return None
+    low = fields.get("low")
+    bins = len(low) if isinstance(low, list) else 0
+    if bins < 2:
+        fields.fail("low", f"expected a list of at least 2 fractions, got {low!r}")
+    low, high = (fields.numbers(key, bins, positive=False, why=" (one per bin)") for key in ("low", "high"))
+    if not all(0.0 <= a <= b <= 1.0 for a, b in zip(low, high, strict=True)):
+        fields.fail(None, f"expected 0 <= low <= high <= 1 in every bin, got low {low}, high {high}")
+    return HistogramRangeSpec(low, high)
+
+
+def _parse_code(fields: JsonFields, key: str) -> CodeTriple | None:
+    value = fields.get(key, None)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not all(isinstance(part, str) and part for part in value)
+    ):
+        fields.fail(key, f"expected [scheme, code, meaning] (3 non-empty strings), got {value!r}")
+    return (value[0], value[1], value[2])
+
+
+def _parse_color(fields: JsonFields) -> tuple[float, float, float]:
+    color = fields.numbers("color", 3, positive=False, why=" (RGB)")
+    if color is None or not all(0.0 <= part <= 1.0 for part in color):
+        fields.fail("color", f"expected 3 numbers in 0..1 (RGB), got {fields.get('color', None)!r}")
+    return (color[0], color[1], color[2])
+
+
+def _parse_label(fields: JsonFields, value: int) -> LabelInfo:
+    name = fields.text("name", SEGMENT_NAME_RULE)
+    color = _parse_color(fields)
+    terminology = fields.optional_child("terminology")
+    if terminology is None:
+        return LabelInfo(value=value, name=name, color=color)
+    return LabelInfo(
+        value=value,
+        name=name,
+        color=color,
+        category=_parse_code(terminology, "category") or ANATOMICAL_STRUCTURE,
+        type=_parse_code(terminology, "type"),
+        modifier=_parse_code(terminology, "modifier"),
+    )
+
+
+def parse_labels(fields: JsonFields) -> LabelMap:
+    if not fields.data:
+        fields.fail(None, "expected at least one label")
+    labels: LabelMap = {}
+    for key in fields.data:
+        if not key.isdigit() or int(key) < 1:
+            fields.fail(key, "label values must be positive integers (0 is background and never listed)")
+        labels[int(key)] = _parse_label(fields.child(key), int(key))
+    names = [label.name for label in labels.values()]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        fields.fail(None, f"segment names must be unique; repeated: {', '.join(duplicates)}")
+    return dict(sorted(labels.items()))
+
+
+def _parse_postprocessing(fields: JsonFields, labels: LabelMap) -> PostprocessingSpec:
+    check = fields.optional_child("density_check")
+    return PostprocessingSpec(
+        largest_component=fields.label_values("largest_component", labels),
+        fill_holes=fields.label_values("fill_holes", labels),
+        min_volume_ml=fields.number("min_volume_ml", minimum=0.0),
+        density_check=None if check is None else _parse_density_check(check, labels),
+    )
+
+
+def _parse_density_check(fields: JsonFields, labels: LabelMap) -> DensityCheckSpec:
+    return DensityCheckSpec(
+        labels=fields.label_values("labels", labels),
+        below_ml=fields.number("below_ml", minimum=0.0),
+        max_mean=fields.number("max_mean"),
+        air_below=fields.number("air_below"),
+        max_air_fraction=fields.number("max_air_fraction", minimum=0.0, below=1.0 + 1e-9),
+    )
+
+
+def _parse_architecture(fields: JsonFields) -> ArchitectureSpec:
+    name = fields.text("name")
+    try:
+        check_architecture_name(name)
+    except BundleError as error:
+        raise BundleError(f"{fields.source}: {error}") from error
+    return ArchitectureSpec(name=name, params=fields.mapping("params"))
+
+
+def bundle_from_json(data: object, source: str | Path) -> ModelBundle:
+    """Parse and validate a model.json document; ``source`` names it in error messages."""
+    top = JsonFields(data, source)
+    top.schema_version(SUPPORTED_SCHEMA_VERSIONS)
+    dims = top.choice("dims", (2, 3))
+    labels = parse_labels(top.child("labels"))
+    weights = top.child("weights")
+    return ModelBundle(
+        name=top.text("name", NAME_RULE),
+        version=top.text("version", SEMVER_RULE),
+        title=top.text("title"),
+        description=top.text("description", default=""),
+        license=top.text("license"),
+        modality=top.choice("modality", MODALITIES),
+        dims=dims,
+        in_channels=top.integer("in_channels", minimum=1),
+        architecture=_parse_architecture(top.child("architecture")),
+        preprocessing=_parse_preprocessing(top.child("preprocessing"), dims),
+        inference=_parse_inference(top.child("inference"), dims),
+        labels=labels,
+        postprocessing=_parse_postprocessing(top.child("postprocessing"), labels),
+        provenance=top.mapping("provenance"),
+        validation=top.mapping("validation"),
+        weights_file=weights.text("file", WEIGHTS_NAME_RULE),
+        weights_sha256=weights.text("sha256", SHA256_RULE),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# ModelBundle -> model.json
+# --------------------------------------------------------------------------------------------
+
+
+def _optional_list(values: tuple[Any, ...] | None) -> list[Any] | None:
+    return None if values is None else list(values)
+
+
+def _intensity_to_json(intensity: IntensitySpec) -> dict[str, Any]:
+    if intensity.type != "window":
+        return {"type": intensity.type}
+    return {"type": intensity.type, "min": intensity.min, "max": intensity.max}
+
+
+def label_to_json(label: LabelInfo) -> dict[str, Any]:
+    return {
+        "name": label.name,
+        "color": list(label.color),
+        "terminology": {
+            "category": list(label.category),
+            "type": _optional_list(label.type),
+            "modifier": _optional_list(label.modifier),
+        },
+    }
+
+
+def _preprocessing_to_json(preprocessing: PreprocessingSpec) -> dict[str, Any]:
+    crop = preprocessing.body_crop
+    return {
+        "orientation": preprocessing.orientation,
+        "spacing": _optional_list(preprocessing.spacing),
+        "resize_inplane": _optional_list(preprocessing.resize_inplane),
+        "intensity": _intensity_to_json(preprocessing.intensity),
+        "body_crop": None if crop is None else {"threshold": crop.threshold, "margin_mm": crop.margin_mm},
+    }
+
+
+def _density_check_to_json(check: DensityCheckSpec | None) -> dict[str, Any] | None:
+    if check is None:
+        return None
+    return {
+        "labels": list(check.labels),
+        "below_ml": check.below_ml,
+        "max_mean": check.max_mean,
+        "air_below": check.air_below,
+        "max_air_fraction": check.max_air_fraction,
+    }
+
+
+def bundle_to_json(bundle: ModelBundle) -> dict[str, Any]:
+    """The model.json document of ``bundle`` (``folder`` is not part of it)."""
+    inference, post = bundle.inference, bundle.postprocessing
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": bundle.name,
+        "version": bundle.version,
+        "title": bundle.title,
+        "description": bundle.description,
+        "license": bundle.license,
+        "modality": bundle.modality,
+        "dims": bundle.dims,
+        "in_channels": bundle.in_channels,
+        "architecture": {"name": bundle.architecture.name, "params": dict(bundle.architecture.params)},
+        "preprocessing": _preprocessing_to_json(bundle.preprocessing),
+        "inference": {
+            "patch_size": list(inference.patch_size),
+            "overlap": inference.overlap,
+            "batch_size": inference.batch_size,
+            "unsure_ratio_limit": inference.unsure_ratio_limit,
+            "input_histogram": None
+            if inference.input_histogram is None
+            else {"low": list(inference.input_histogram.low), "high": list(inference.input_histogram.high)},
+        },
+        "labels": {str(value): label_to_json(label) for value, label in sorted(bundle.labels.items())},
+        "postprocessing": {
+            "largest_component": list(post.largest_component),
+            "fill_holes": list(post.fill_holes),
+            "min_volume_ml": post.min_volume_ml,
+            "density_check": _density_check_to_json(post.density_check),
+        },
+        "provenance": dict(bundle.provenance),
+        "validation": dict(bundle.validation),
+        "weights": {"file": bundle.weights_file, "sha256": bundle.weights_sha256},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def sha256_of_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so large weights never sit in memory twice."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _checksum_error(bundle: ModelBundle, actual: str) -> BundleError:
+    return BundleError(
+        f"{bundle.folder / MODEL_JSON}: weights.sha256: {bundle.weights_path} does not match "
+        f"(expected {bundle.weights_sha256}, got {actual}); the file is corrupt or was altered, "
+        "re-download or re-import the bundle"
+    )
+
+
+def _read_model_json(json_path: Path) -> object:
+    try:
+        return json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{json_path}: cannot read model.json: {error}") from error
+
+
+def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> ModelBundle:
+    """Load and validate the bundle in folder ``path`` (or ``path`` = its model.json).
+
+    ``verify_checksum=False`` skips hashing the weights, for cheap listings only: load_network
+    always verifies them again before reading.
+    """
+    path = Path(path)
+    json_path = path / MODEL_JSON if path.is_dir() else path
+    if not json_path.is_file():
+        raise BundleError(f"{path}: not a model bundle (no {MODEL_JSON} found)")
+    bundle = replace(bundle_from_json(_read_model_json(json_path), json_path), folder=json_path.parent)
+    if not bundle.weights_path.is_file():
+        raise BundleError(f"{json_path}: weights.file: {bundle.weights_path} does not exist")
+    if verify_checksum:
+        actual = sha256_of_file(bundle.weights_path)
+        if actual != bundle.weights_sha256:
+            raise _checksum_error(bundle, actual)
+    return bundle

@@ -1,0 +1,565 @@
+"""Export for training: approved segmentations become an MSD / nnU-Net v2 dataset with provenance.
+
+The Slicer module and ``lunglivseg export`` both call ``export_case``. Layout (docs/DATASET.md)::
+
+    dataset.json                  nnU-Net v2 fields, MSD "training" list, "lunglivseg" section
+    imagesTr/<case>_0000.nii.gz   the image
+    labelsTr/<case>.nii.gz        the approved label (uint8)
+    predictions/<case>.nii.gz     the model's proposal before correction, when there was one
+    cases.jsonl                   one record per case: source, model, who/when, correction effort
+
+``dataset.json`` is the commit point: a case belongs to the dataset when dataset.json lists it
+and its image, label and record exist. An export writes the case's files first (label before
+image, so readers that glob ``imagesTr`` never find an image without its label), then
+cases.jsonl, then dataset.json, each atomically. A crash at any moment therefore leaves the
+previous dataset intact; files or a record of a case that dataset.json does not list are debris
+of an interrupted export, replaced by the next export of that id without ``overwrite``.
+Overwriting first unlists the case, so a crash mid-overwrite never leaves a listed case whose
+image and label come from two different exports. Two exports into one dataset at the same
+moment are not supported (there is no lock): the last one to write dataset.json wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+import numpy as np
+
+from LungLiverSegLib.bundle.json_fields import JsonFields
+from LungLiverSegLib.bundle.model_json import label_to_json, parse_labels
+from LungLiverSegLib.errors import LungLiverSegError
+from LungLiverSegLib.evaluation.evaluate import aligned_table, json_safe
+from LungLiverSegLib.evaluation.metrics import mask_metrics, nsd_key
+from LungLiverSegLib.files import write_text_atomic
+from LungLiverSegLib.geometry import Image, same_grid
+from LungLiverSegLib.imageio import read_image, read_segmentation, write_image
+from LungLiverSegLib.labels import LabelMap
+from LungLiverSegLib.progress import CancelToken
+
+DATASET_JSON = "dataset.json"
+CASES_JSONL = "cases.jsonl"
+FILE_ENDING = ".nii.gz"
+IMAGES_FOLDER, LABELS_FOLDER, PREDICTIONS_FOLDER = "imagesTr", "labelsTr", "predictions"
+DATASET_PARTS = frozenset({DATASET_JSON, CASES_JSONL, IMAGES_FOLDER, LABELS_FOLDER, PREDICTIONS_FOLDER})
+CHANNEL_SUFFIX = "_0000"
+CHANNEL_NAMES = {"0": "CT"}
+OWN_SECTION = "lunglivseg"
+MAX_CASE_ID_LENGTH = 100
+NOT_CASE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_LABEL_VALUE = 255  # labels are stored as uint8
+NSD_TOLERANCE_MM = 2.0
+NSD_KEY = nsd_key(NSD_TOLERANCE_MM)
+
+
+class DatasetExportError(LungLiverSegError):
+    """An export would break the dataset (label map, grid, case id, existing case) or cannot read it."""
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One line of cases.jsonl: where a case came from and how much correction its proposal needed.
+
+    ``correction`` maps segment name -> ``dice``, ``nsd@2mm``, ``hd95`` (mm, ``"inf"`` when one
+    side is empty), ``changed_voxels`` and ``changed_ml`` between the proposal and the approved
+    label; None when the case was annotated from scratch.
+    """
+
+    case_id: str
+    source: dict[str, str]
+    model: dict[str, str] | None
+    exported_at: str
+    user: str
+    label_values: tuple[int, ...]
+    correction: dict[str, dict[str, Any]] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return json_safe({**asdict(self), "label_values": list(self.label_values)})
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CaseRecord:
+        return cls(**{**data, "label_values": tuple(data["label_values"])})
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """An exported dataset as listed by its dataset.json, with each case's record."""
+
+    root: Path
+    name: str
+    label_map: LabelMap
+    cases: tuple[CaseRecord, ...]
+
+
+# --- case ids --------------------------------------------------------------------------------
+
+
+def sanitize_case_id(text: str) -> str:
+    """A valid case id made from a volume or patient name (other characters become ``_``)."""
+    cleaned = re.sub(r"\.{2,}", ".", NOT_CASE_ID_CHARACTERS.sub("_", text.strip())).lstrip(".")
+    return cleaned[:MAX_CASE_ID_LENGTH] or "case"
+
+
+def validate_case_id(case_id: str) -> str:
+    """``case_id`` itself, or an error with the reason: ids become file names, so no paths."""
+    problem = _case_id_problem(case_id)
+    if problem is not None:
+        suggestion = sanitize_case_id(case_id)
+        raise DatasetExportError(f"case id {case_id!r} {problem}; for example {suggestion!r} would do")
+    return case_id
+
+
+def _case_id_problem(case_id: str) -> str | None:
+    if not case_id:
+        return "is empty"
+    if len(case_id) > MAX_CASE_ID_LENGTH:
+        return f"is longer than {MAX_CASE_ID_LENGTH} characters"
+    if "/" in case_id or "\\" in case_id:
+        return "contains a path separator"
+    if ".." in case_id:
+        return "contains '..'"
+    if case_id.startswith("."):
+        return "starts with a dot (a hidden file)"
+    bad = sorted(set("".join(NOT_CASE_ID_CHARACTERS.findall(case_id))))
+    if bad:
+        return f"contains {''.join(bad)!r}: only letters, digits, '.', '_' and '-' are allowed"
+    return None
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def export_case(
+    dataset_dir: str | Path,
+    case_id: str,
+    image: Image,
+    approved: Image,
+    label_map: LabelMap,
+    *,
+    proposal: Image | None = None,
+    source: dict[str, str] | None = None,
+    model: dict[str, str] | None = None,
+    overwrite: bool = False,
+) -> CaseRecord:
+    """Add (or with ``overwrite`` replace) one case; creates the dataset on first use.
+
+    ``source`` defaults to the image's file path / DICOM series UID; ``model`` is the
+    ``{"name", "version"}`` of the model that made ``proposal``.
+    """
+    root = Path(dataset_dir)
+    validate_case_id(case_id)
+    label_map = _validated_label_map(label_map)
+    approved = _checked_labels(approved, image, label_map, "approved")
+    proposal = None if proposal is None else _checked_labels(proposal, image, label_map, "proposal")
+    now = _now()
+    description = (
+        _read_description(root) if (root / DATASET_JSON).exists() else _new_description(root, label_map, now)
+    )
+    _check_same_label_map(_dataset_label_map(description, root), label_map, root)
+    records = _read_records(root)
+    case_ids = _complete_case_ids(root, _listed_case_ids(description, root), records)
+    _check_case_is_free(root, case_id, case_ids, overwrite)
+    record = _make_record(case_id, image, approved, proposal, label_map, source, model, now)
+    if case_id in case_ids:
+        case_ids.remove(case_id)
+        _write_description(root, _listing(description, case_ids, now))
+    _write_case_files(root, case_id, image, approved, proposal)
+    records[case_id] = record
+    case_ids.append(case_id)
+    _write_records(root, [records[listed] for listed in case_ids])
+    _write_description(root, _listing(description, case_ids, now))
+    return record
+
+
+def _validated_label_map(label_map: LabelMap) -> LabelMap:
+    """Unique non-empty names, positive values, RGB colours (the bundle's rules), uint8, no "background"."""
+    too_large = [value for value in label_map if value > MAX_LABEL_VALUE]
+    if too_large:
+        raise DatasetExportError(f"label values {too_large} do not fit in uint8 (at most {MAX_LABEL_VALUE})")
+    if any(info.name == "background" for info in label_map.values()):
+        raise DatasetExportError('"background" is reserved for label 0 in dataset.json; rename that segment')
+    return parse_labels(JsonFields(_label_map_to_json(label_map), "label map", "labels"))
+
+
+def _label_map_to_json(label_map: LabelMap) -> dict[str, Any]:
+    return {str(value): label_to_json(info) for value, info in sorted(label_map.items())}
+
+
+def _checked_labels(labels: Image, image: Image, label_map: LabelMap, role: str) -> Image:
+    """``labels`` as uint8 once it is known to lie on the image's grid and to use only mapped values."""
+    if image.array.ndim != image.ndim:
+        raise DatasetExportError("only single-channel (gray) images can be exported, not colour ones")
+    if not same_grid(labels, image):
+        raise DatasetExportError(
+            f"the {role} label is not on the image's grid (size {labels.size} vs {image.size}, "
+            f"spacing {labels.spacing} vs {image.spacing}, origin {labels.origin} vs {image.origin}); "
+            "resample it onto the image first"
+        )
+    unknown = sorted(set(np.unique(labels.array).tolist()) - {0, *label_map})
+    if unknown:
+        raise DatasetExportError(
+            f"the {role} label has values {unknown[:10]} that the label map "
+            f"({_describe_label_map(label_map)}) does not define"
+        )
+    return labels.with_array(labels.array.astype(np.uint8))
+
+
+def _describe_label_map(label_map: LabelMap) -> str:
+    return ", ".join(f"{value}={info.name}" for value, info in sorted(label_map.items()))
+
+
+def _check_same_label_map(dataset_map: LabelMap, label_map: LabelMap, root: Path) -> None:
+    """Training needs one meaning per value across cases: refuse any difference, naming the label."""
+    for value in sorted({*dataset_map, *label_map}):
+        ours, theirs = label_map.get(value), dataset_map.get(value)
+        if ours is not None and theirs is not None and ours.name == theirs.name:
+            continue
+        in_dataset = repr(theirs.name) if theirs is not None else "not defined"
+        in_export = repr(ours.name) if ours is not None else "not defined"
+        raise DatasetExportError(
+            f"{root / DATASET_JSON}: label {value} is {in_dataset} in the dataset but {in_export} in "
+            f"this export (dataset labels: {_describe_label_map(dataset_map)}); export with the "
+            "dataset's label map or into a new dataset folder"
+        )
+
+
+def _check_case_is_free(root: Path, case_id: str, case_ids: list[str], overwrite: bool) -> None:
+    if case_id in case_ids and not overwrite:
+        raise DatasetExportError(
+            f"{root}: case {case_id!r} already exists; pass overwrite=True (--overwrite) to replace it"
+        )
+    twins = [listed for listed in case_ids if listed != case_id and listed.casefold() == case_id.casefold()]
+    if twins:
+        raise DatasetExportError(
+            f"{root}: case id {case_id!r} differs from the existing {twins[0]!r} only in letter case, "
+            "which is one and the same file on Windows and macOS; choose another id"
+        )
+
+
+def _make_record(
+    case_id: str,
+    image: Image,
+    approved: Image,
+    proposal: Image | None,
+    label_map: LabelMap,
+    source: dict[str, str] | None,
+    model: dict[str, str] | None,
+    now: str,
+) -> CaseRecord:
+    present = tuple(int(value) for value in np.unique(approved.array) if value != 0)
+    correction = None if proposal is None else _correction(proposal, approved, label_map)
+    return CaseRecord(
+        case_id,
+        _source_of(image) if source is None else dict(source),
+        _model_of(model),
+        now,
+        _user(),
+        present,
+        correction,
+    )
+
+
+def _correction(proposal: Image, approved: Image, label_map: LabelMap) -> dict[str, dict[str, Any]]:
+    """Per segment: how far the model's proposal was from what the annotator approved."""
+    spacing = approved.spacing[::-1]
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    correction = {}
+    for value, info in sorted(label_map.items()):
+        proposed, kept = proposal.array == value, approved.array == value
+        metrics = mask_metrics(proposed, kept, spacing, (NSD_TOLERANCE_MM,))
+        changed = int(np.count_nonzero(proposed != kept))
+        correction[info.name] = {
+            "dice": metrics["dice"],
+            NSD_KEY: metrics[NSD_KEY],
+            "hd95": metrics["hd95"],
+            "changed_voxels": changed,
+            "changed_ml": changed * voxel_ml,
+        }
+    return correction
+
+
+def _source_of(image: Image) -> dict[str, str]:
+    """The file path and DICOM series UID that ``read_image`` left in the image's metadata."""
+    keys = {"path": "source_path", "series_uid": "series_uid"}
+    return {name: image.metadata[key] for name, key in keys.items() if image.metadata.get(key)}
+
+
+def _model_of(model: dict[str, str] | None) -> dict[str, str] | None:
+    if model is None:
+        return None
+    if not {"name", "version"} <= set(model):
+        raise DatasetExportError(f"model: expected {{'name': ..., 'version': ...}}, got {model!r}")
+    return {"name": str(model["name"]), "version": str(model["version"])}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (e.g. some containers): provenance says so
+        return "unknown"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def _image_path(root: Path, case_id: str) -> Path:
+    return root / IMAGES_FOLDER / f"{case_id}{CHANNEL_SUFFIX}{FILE_ENDING}"
+
+
+def _label_path(root: Path, case_id: str) -> Path:
+    return root / LABELS_FOLDER / f"{case_id}{FILE_ENDING}"
+
+
+def _prediction_path(root: Path, case_id: str) -> Path:
+    return root / PREDICTIONS_FOLDER / f"{case_id}{FILE_ENDING}"
+
+
+def _write_case_files(
+    root: Path, case_id: str, image: Image, approved: Image, proposal: Image | None
+) -> None:
+    """Replace whatever an unlisted (debris) or unlisted-for-overwrite case left; label before image."""
+    if proposal is None:
+        _prediction_path(root, case_id).unlink(missing_ok=True)
+    else:
+        write_image(_prediction_path(root, case_id), proposal, overwrite=True)
+    write_image(_label_path(root, case_id), approved, overwrite=True)
+    write_image(_image_path(root, case_id), image, overwrite=True)
+
+
+def _write_records(root: Path, records: list[CaseRecord]) -> None:
+    write_text_atomic(root / CASES_JSONL, "".join(json.dumps(record.to_json()) + "\n" for record in records))
+
+
+def _read_records(root: Path) -> dict[str, CaseRecord]:
+    """The record of every case in cases.jsonl (the last one wins if an id repeats)."""
+    path = root / CASES_JSONL
+    if not path.exists():
+        return {}
+    records = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = CaseRecord.from_json(json.loads(line))
+        except (json.JSONDecodeError, TypeError, KeyError) as error:
+            raise DatasetExportError(f"{path}: line {number} is not a case record ({error})") from None
+        records[record.case_id] = record
+    return records
+
+
+def _complete_case_ids(root: Path, listed: list[str], records: dict[str, CaseRecord]) -> list[str]:
+    """Listed cases whose image, label and record all exist: the only ones counted."""
+    return [
+        case_id
+        for case_id in listed
+        if case_id in records
+        and _image_path(root, case_id).is_file()
+        and _label_path(root, case_id).is_file()
+    ]
+
+
+# --- dataset.json ----------------------------------------------------------------------------
+
+
+def _new_description(root: Path, label_map: LabelMap, now: str) -> dict[str, Any]:
+    """dataset.json of an empty dataset; the folder may hold only an interrupted first export."""
+    if root.exists():
+        foreign = sorted(p.name for p in root.iterdir() if p.name not in DATASET_PARTS and p.name[0] != ".")
+        if foreign:
+            raise DatasetExportError(
+                f"{root}: holds other files ({', '.join(foreign[:3])}) and no {DATASET_JSON}; "
+                "export into an empty or new folder"
+            )
+    return {
+        "name": root.name,
+        "description": "Segmentations approved in LungLiverSeg; the model proposals are in predictions/",
+        "channel_names": CHANNEL_NAMES,
+        "labels": {"background": 0, **{info.name: value for value, info in sorted(label_map.items())}},
+        "numTraining": 0,
+        "file_ending": FILE_ENDING,
+        "training": [],
+        OWN_SECTION: {"label_map": _label_map_to_json(label_map), "created": now, "updated": now},
+    }
+
+
+def _listing(description: dict[str, Any], case_ids: list[str], now: str) -> dict[str, Any]:
+    """``description`` listing exactly ``case_ids`` (a user's edits to other fields are kept)."""
+    training = [
+        {
+            "image": f"./{_image_path(Path(), case_id).as_posix()}",
+            "label": f"./{_label_path(Path(), case_id).as_posix()}",
+        }
+        for case_id in case_ids
+    ]
+    own = {**description[OWN_SECTION], "updated": now}
+    return {**description, "numTraining": len(case_ids), "training": training, OWN_SECTION: own}
+
+
+def _write_description(root: Path, description: dict[str, Any]) -> None:
+    write_text_atomic(root / DATASET_JSON, json.dumps(description, indent=2) + "\n")
+
+
+def _read_description(root: Path) -> dict[str, Any]:
+    path = root / DATASET_JSON
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetExportError(f"{path}: cannot read ({error})") from None
+    if not isinstance(description, dict) or not isinstance(description.get(OWN_SECTION), dict):
+        raise DatasetExportError(
+            f"{path}: not a dataset exported by LungLiverSeg (no {OWN_SECTION!r} section); "
+            "export into a new folder"
+        )
+    return description
+
+
+def _dataset_label_map(description: dict[str, Any], root: Path) -> LabelMap:
+    label_map = description[OWN_SECTION].get("label_map")
+    return parse_labels(JsonFields(label_map, root / DATASET_JSON, f"{OWN_SECTION}.label_map"))
+
+
+def _listed_case_ids(description: dict[str, Any], root: Path) -> list[str]:
+    """Case ids of dataset.json's "training" list (named after the label files, like nnU-Net)."""
+    training = description.get("training", [])
+    if not isinstance(training, list) or not all(
+        isinstance(entry, dict) and str(entry.get("label", "")).endswith(FILE_ENDING) for entry in training
+    ):
+        raise DatasetExportError(
+            f"{root / DATASET_JSON}: training: expected a list of {{image, label}} entries"
+        )
+    return [Path(entry["label"]).name[: -len(FILE_ENDING)] for entry in training]
+
+
+# --- reading back ----------------------------------------------------------------------------
+
+
+def read_dataset(dataset_dir: str | Path) -> DatasetInfo:
+    """The label map and the complete cases (with their records) of an exported dataset."""
+    root = Path(dataset_dir)
+    if not (root / DATASET_JSON).is_file():
+        raise DatasetExportError(
+            f"{root}: no {DATASET_JSON}: not an exported dataset (or nothing exported yet)"
+        )
+    description = _read_description(root)
+    records = _read_records(root)
+    case_ids = _complete_case_ids(root, _listed_case_ids(description, root), records)
+    return DatasetInfo(
+        root,
+        str(description.get("name", root.name)),
+        _dataset_label_map(description, root),
+        tuple(records[case_id] for case_id in case_ids),
+    )
+
+
+def correction_summary(dataset_dir: str | Path) -> str:
+    """Per segment, the mean agreement of the model's proposals with the approved labels.
+
+    The "how much correction did the model need" signal: when the mean Dice and NSD stay near 1
+    over the latest cases, the annotators mostly accept the proposals.
+    """
+    info = read_dataset(dataset_dir)
+    corrected = [record.correction for record in info.cases if record.correction is not None]
+    heading = (
+        f"{info.name}: {len(info.cases)} cases, {len(corrected)} corrected from a model proposal, "
+        f"{len(info.cases) - len(corrected)} annotated from scratch"
+    )
+    if not corrected:
+        return heading
+    rows = [["segment", "cases", "mean Dice", f"mean NSD@{NSD_TOLERANCE_MM:g}mm", "mean changed mL"]]
+    for label in info.label_map.values():
+        per_case = [correction[label.name] for correction in corrected if label.name in correction]
+        if per_case:
+            rows.append(_summary_row(label.name, per_case))
+    return heading + "\n" + aligned_table(rows)
+
+
+def _summary_row(name: str, per_case: list[dict[str, Any]]) -> list[str]:
+    def mean(key: str) -> float:
+        return fmean(float(metrics[key]) for metrics in per_case)
+
+    return [
+        name,
+        str(len(per_case)),
+        f"{mean('dice'):.3f}",
+        f"{mean(NSD_KEY):.3f}",
+        f"{mean('changed_ml'):.1f}",
+    ]
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def add_export_command(commands: argparse._SubParsersAction) -> None:
+    """``lunglivseg export IMAGE LABEL DATASET_DIR --case-id ID ...`` (registered by cli.py)."""
+    cmd = commands.add_parser("export", help="add an image and its approved label to a training dataset")
+    cmd.add_argument("image", type=Path, help="image file or DICOM series folder")
+    cmd.add_argument("label", type=Path, help="approved label image (.nii.gz, .nrrd, .seg.nrrd)")
+    cmd.add_argument("dataset_dir", type=Path, help="dataset folder (created on first export)")
+    cmd.add_argument("--case-id", required=True, help="case name: letters, digits, '.', '_', '-'")
+    cmd.add_argument("--proposal", type=Path, default=None, help="the model's label before correction")
+    names = cmd.add_mutually_exclusive_group()
+    names.add_argument(
+        "--labels-from-model", metavar="NAME", help="use this model's label map (and record it)"
+    )
+    names.add_argument("--label-map", type=Path, metavar="JSON", help="label map file in model.json form")
+    cmd.add_argument("--series-uid", default=None, help="DICOM SeriesInstanceUID when a folder has several")
+    cmd.add_argument("--overwrite", action="store_true", help="replace a case that is already exported")
+    cmd.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace, cancel: CancelToken) -> int:
+    image = read_image(args.image, args.series_uid)
+    label_map, model = _cli_label_map(args)
+    approved = read_image(args.label)
+    proposal = None if args.proposal is None else read_image(args.proposal)
+    record = export_case(
+        args.dataset_dir,
+        args.case_id,
+        image,
+        approved,
+        label_map,
+        proposal=proposal,
+        model=model if proposal is not None else None,
+        overwrite=args.overwrite,
+    )
+    print(f"exported case {record.case_id} into {args.dataset_dir}")
+    print(correction_summary(args.dataset_dir))
+    return 0
+
+
+def _cli_label_map(args: argparse.Namespace) -> tuple[LabelMap, dict[str, str] | None]:
+    """--labels-from-model, --label-map, a .seg.nrrd's own segments, or the existing dataset's map."""
+    if args.labels_from_model:
+        from LungLiverSegLib.bundle.catalogue import find_model
+
+        bundle = find_model(args.labels_from_model)
+        return bundle.labels, {"name": bundle.name, "version": bundle.version}
+    if args.label_map is not None:
+        return _read_label_map_file(args.label_map), None
+    if args.label.name.lower().endswith(".seg.nrrd"):
+        return read_segmentation(args.label)[1], None
+    if (args.dataset_dir / DATASET_JSON).is_file():
+        return read_dataset(args.dataset_dir).label_map, None
+    raise DatasetExportError(
+        f"{args.label}: name the segments with --labels-from-model NAME or --label-map JSON "
+        "(or export a .seg.nrrd, which carries its segment names)"
+    )
+
+
+def _read_label_map_file(path: Path) -> LabelMap:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetExportError(f"{path}: cannot read the label map ({error})") from None
+    return parse_labels(JsonFields(data, path, "labels"))

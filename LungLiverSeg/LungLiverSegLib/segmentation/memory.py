@@ -1,0 +1,137 @@
+"""Memory preflight: estimate peak RAM/VRAM before a job starts, and choose a plan that fits.
+
+Peers crash with out-of-memory errors on large CTs (PEERS.md, user request 3). We estimate the
+big buffers of the pipeline from the image size and the bundle, compare with what the machine
+has free, and either pick a plan that fits (smaller batch, aggregation on the CPU, CPU instead
+of GPU) or stop with a message that says what to do. The estimate is deliberately
+conservative: activations are bounded from the network's widest layers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from LungLiverSegLib.bundle.spec import ModelBundle
+from LungLiverSegLib.errors import OutOfMemoryRisk
+
+GIB = 1024**3
+FLOAT = 4  # bytes of a float32
+
+
+@dataclass
+class ExecutionPlan:
+    """Where each part of the work runs and with which batch size, plus the estimates behind it."""
+
+    device: torch.device
+    aggregate_device: torch.device
+    batch_size: int
+    peak_ram_bytes: int
+    peak_vram_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def available_ram_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux), else total physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def available_vram_bytes(device: torch.device) -> int:
+    """Free memory on a CUDA device, 0 for the CPU."""
+    if device.type != "cuda":
+        return 0
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+def _widest_channels(bundle: ModelBundle) -> int:
+    params = bundle.architecture.params
+    widths = params.get("channels") or params.get("features") or (32, 64, 128, 256)
+    return int(max(widths))
+
+
+def window_activation_bytes(bundle: ModelBundle, batch_size: int) -> int:
+    """Upper bound of the activations of one forward pass over ``batch_size`` windows/slices.
+
+    A U-Net at full patch resolution holds a few feature maps of the first width; deeper levels
+    shrink by 2**dims per level while the width doubles, so the whole stack is bounded by about
+    eight maps of the first level's width plus the widest level's share.
+    """
+    params = bundle.architecture.params
+    first = int((params.get("channels") or params.get("features") or (32,))[0])
+    patch_voxels = int(np.prod(bundle.inference.patch_size))
+    per_window = patch_voxels * FLOAT * (8 * first + _widest_channels(bundle))
+    return batch_size * per_window
+
+
+def estimate_peak_ram(
+    input_shape: tuple[int, ...], input_itemsize: int, prepared_voxels: int, bundle: ModelBundle
+) -> int:
+    """Peak host memory of ``segment_image`` for an input of this shape (bytes).
+
+    Input array + float32 body crop (bounded by the whole image) + prepared tensor + the
+    aggregation buffers (one per output channel plus the weight map) + the uint8 output and the
+    int32 component map used by postprocessing.
+    """
+    voxels = int(np.prod(input_shape))
+    aggregation = prepared_voxels * FLOAT * (bundle.out_channels + 2)
+    return voxels * (input_itemsize + FLOAT + 1 + 4) + prepared_voxels * FLOAT + aggregation
+
+
+def plan_execution(
+    input_shape: tuple[int, ...],
+    input_itemsize: int,
+    prepared_voxels: int,
+    bundle: ModelBundle,
+    device: torch.device,
+    batch_size: int,
+) -> ExecutionPlan:
+    """Choose devices and batch size that fit the free memory, or raise ``OutOfMemoryRisk``."""
+    ram_free = available_ram_bytes()
+    peak_ram = estimate_peak_ram(input_shape, input_itemsize, prepared_voxels, bundle)
+    notes: list[str] = []
+    aggregate_device = device
+    vram_peak = 0
+    if device.type == "cuda":
+        device, aggregate_device, batch_size, vram_peak = _fit_gpu(
+            bundle, device, batch_size, prepared_voxels, notes
+        )
+    if device.type == "cpu":
+        while batch_size > 1 and peak_ram + window_activation_bytes(bundle, batch_size) > 0.85 * ram_free:
+            batch_size = max(1, batch_size // 2)
+            notes.append(f"batch size lowered to {batch_size} to fit RAM")
+        peak_ram += window_activation_bytes(bundle, batch_size)
+    if peak_ram > 0.9 * ram_free:
+        raise OutOfMemoryRisk(
+            f"this image needs about {peak_ram / GIB:.1f} GiB of RAM but {ram_free / GIB:.1f} GiB is free: "
+            "crop the image to the region of interest, close other programs, or use a model with a coarser "
+            "spacing"
+        )
+    return ExecutionPlan(device, aggregate_device, batch_size, peak_ram, vram_peak, notes)
+
+
+def _fit_gpu(
+    bundle: ModelBundle, device: torch.device, batch_size: int, prepared_voxels: int, notes: list[str]
+) -> tuple[torch.device, torch.device, int, int]:
+    """GPU plan: everything on the GPU, else windows on GPU + aggregation on CPU, else CPU."""
+    free = 0.8 * available_vram_bytes(device)
+    aggregation = prepared_voxels * FLOAT * (bundle.out_channels + 3)
+    for size in (batch_size, max(1, batch_size // 2), 1):
+        windows = window_activation_bytes(bundle, size) // 2  # float16 under autocast
+        if windows + aggregation <= free:
+            return device, device, size, windows + aggregation
+        if windows <= free:
+            notes.append("the volume's output buffers are kept in RAM; windows run on the GPU")
+            return device, torch.device("cpu"), size, windows
+    notes.append(f"not enough free GPU memory ({free / GIB:.1f} GiB usable): running on the CPU")
+    return torch.device("cpu"), torch.device("cpu"), batch_size, 0

@@ -1,0 +1,169 @@
+"""Preprocessing shared by inference and training, so that the two can never drift apart.
+
+A bundle's ``preprocessing`` section says what the network expects; ``prepare`` turns an
+``Image`` (and, for training, its label ``Image``) into the network's input tensor, and keeps
+what is needed to map the network's output back onto the input grid exactly.
+
+Volumes are handled as ``[k, j, i]`` arrays throughout; a 2D image is a volume with one slice.
+Resampling uses ``torch.nn.functional.interpolate`` with ``align_corners=False`` semantics (the
+field of view, i.e. the outer voxel edges, is preserved).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from LungLiverSegLib import geometry
+from LungLiverSegLib.bundle.spec import IntensitySpec, PreprocessingSpec
+from LungLiverSegLib.geometry import Image, as_volume
+
+
+@dataclass
+class PreparedImage:
+    """The network input and the bookkeeping to undo every step.
+
+    ``tensor`` is float32 ``[1, k, j, i]`` (channel first). ``oriented`` is the input after
+    reorientation (full grid); ``crop_box`` selects the body region of it that was resampled to
+    ``tensor``'s spatial shape; ``original_code`` is the input's orientation to return to.
+    ``body`` (bool, ``tensor``'s shape) marks the patient's body where the bundle crops to it.
+    """
+
+    tensor: torch.Tensor
+    oriented: Image
+    crop_box: tuple[slice, slice, slice]
+    original_code: str | None
+    label: torch.Tensor | None = None
+    body: torch.Tensor | None = None
+
+    @property
+    def crop_shape(self) -> tuple[int, int, int]:
+        return tuple(s.stop - s.start for s in self.crop_box)  # type: ignore[return-value]
+
+
+def normalize_intensity(array: torch.Tensor, spec: IntensitySpec) -> torch.Tensor:
+    """Map raw intensities to the network's range: a fixed window (CT HU) or per-image stats."""
+    if spec.type == "window":
+        return (array.clamp(spec.min, spec.max) - spec.min) / (spec.max - spec.min)
+    if spec.type == "minmax":
+        low, high = array.min(), array.max()
+        return (array - low) / (high - low).clamp_min(1e-6)
+    mean, std = array.mean(), array.std()
+    return (array - mean) / std.clamp_min(1e-6)
+
+
+HISTOGRAM_BINS = 8
+
+
+def intensity_histogram(tensor: torch.Tensor, spec: IntensitySpec) -> np.ndarray:
+    """Fraction of the network input's voxels in each of ``HISTOGRAM_BINS`` equal bins of its
+    normalised range ([0, 1] for ``window`` and ``minmax``; [-3, 3] for ``zscore``, values beyond
+    counted in the end bins). A coarse fingerprint of what the network is shown: an 8-bit CT slice
+    (mostly black below 0 HU) and a radiograph (mostly mid-grey) differ in it at a glance, even
+    when both are 0..255 PNGs without any modality tag."""
+    low, high = (-3.0, 3.0) if spec.type == "zscore" else (0.0, 1.0)
+    values = tensor.float().clamp(low, high)
+    counts = torch.histc(values, bins=HISTOGRAM_BINS, min=low, max=high)
+    return (counts / max(values.numel(), 1)).numpy().astype(np.float64)
+
+
+def body_box(array: np.ndarray, threshold: float, margin_vox: tuple[int, int, int]) -> tuple[slice, ...]:
+    """Bounding box of voxels above ``threshold`` (the body in CT), grown by a margin.
+
+    Air around the patient is most of a CT's voxels; cropping it away first makes every later
+    step cheaper. When nothing is above the threshold the whole image is kept.
+    """
+    inside = array > threshold
+    if not inside.any():
+        return tuple(slice(0, n) for n in array.shape)
+    return geometry.bounding_box(inside, margin_vox)
+
+
+BODY_OPENING_MM = 2.0
+"""Sheets up to about twice this thick (blankets, pads) cannot close an air pocket into the body;
+a chest wall is thicker."""
+
+
+def body_mask(volume: np.ndarray, threshold: float, spacing_kji: np.ndarray) -> np.ndarray:
+    """The patient's body in a ``[k, j, i]`` CT: the largest connected region above ``threshold``,
+    with enclosed holes (lungs, airways, bowel gas) filled slice by slice.
+
+    The CT table, blankets and air around the patient are outside it, so no organ can be found
+    there. Holes are filled per axial slice because the airway reaches the top of a chest CT, which
+    would leave the lungs connected to the outside in 3D. Only holes that the body itself encloses
+    count: a pad lying over the patient's back would otherwise close the air in the groove between
+    back and table into a "hole" that looks like lung, so holes are found with thin sheets cut off
+    (an in-plane opening of ``BODY_OPENING_MM``, the body grown back within its own voxels).
+    """
+    inside = volume > threshold
+    components, count = ndimage.label(inside)
+    if count == 0:
+        return np.ones(volume.shape, dtype=bool)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    largest = components == int(sizes.argmax())
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    radius = max(1, round(BODY_OPENING_MM / float(min(spacing_kji[1:]))))
+    core = ndimage.binary_opening(largest, in_plane, iterations=radius)
+    walls = ndimage.binary_dilation(core, in_plane, iterations=radius) & largest
+    return ndimage.binary_fill_holes(walls, structure=in_plane) | largest
+
+
+def target_shape(shape: tuple[int, int, int], spacing_kji: np.ndarray, spec: PreprocessingSpec) -> tuple:
+    """Array shape after resampling to the bundle's spacing, or after the 2D in-plane resize."""
+    if spec.resize_inplane is not None:
+        width, height = spec.resize_inplane
+        return (shape[0], int(height), int(width))
+    if spec.spacing is None:
+        return shape
+    wanted = np.asarray(spec.spacing, dtype=float)[::-1]
+    if wanted.size == 2:  # 2D model: resample in plane only
+        wanted = np.array([spacing_kji[0], *wanted])
+    return tuple(max(1, round(n * s / w)) for n, s, w in zip(shape, spacing_kji, wanted, strict=True))
+
+
+def resample(volume: torch.Tensor, shape: tuple[int, int, int], *, labels: bool = False) -> torch.Tensor:
+    """Resample ``[C, k, j, i]`` to ``shape``: linear for intensities, nearest for labels."""
+    if tuple(volume.shape[1:]) == tuple(shape):
+        return volume
+    mode = "nearest-exact" if labels else "trilinear"
+    kwargs = {} if labels else {"align_corners": False}
+    return F.interpolate(volume[None].float(), size=shape, mode=mode, **kwargs)[0]
+
+
+def prepare(image: Image, spec: PreprocessingSpec, label: Image | None = None) -> PreparedImage:
+    """Reorient, crop to the body, resample and normalise ``image`` as the bundle says."""
+    volume = as_volume(image)
+    original_code = None
+    if spec.orientation is not None:
+        original_code = geometry.orientation_code(volume)
+        volume = geometry.reorient(volume, spec.orientation)
+        if label is not None:
+            label = geometry.reorient(as_volume(label), spec.orientation)
+    spacing_kji = np.asarray(volume.spacing[::-1])
+    box = _crop_box(volume.array, spacing_kji, spec)
+    cropped = torch.from_numpy(np.ascontiguousarray(volume.array[box], dtype=np.float32))[None]
+    shape = target_shape(cropped.shape[1:], spacing_kji, spec)
+    resampled = resample(cropped, shape)
+    body = None
+    if spec.body_crop is not None and spec.resize_inplane is None:
+        resampled_spacing = spacing_kji * np.asarray(cropped.shape[1:]) / np.asarray(shape)
+        body = torch.from_numpy(body_mask(resampled[0].numpy(), spec.body_crop.threshold, resampled_spacing))
+    tensor = normalize_intensity(resampled, spec.intensity)
+    label_tensor = None
+    if label is not None:
+        label_crop = torch.from_numpy(np.ascontiguousarray(as_volume(label).array[box]).astype(np.int64))
+        label_tensor = resample(label_crop[None], shape, labels=True)[0].long()
+    return PreparedImage(tensor.contiguous(), volume, box, original_code, label_tensor, body)
+
+
+def _crop_box(array: np.ndarray, spacing_kji: np.ndarray, spec: PreprocessingSpec) -> tuple[slice, ...]:
+    if spec.body_crop is None or spec.resize_inplane is not None:
+        return tuple(slice(0, n) for n in array.shape)
+    margin = tuple(int(np.ceil(spec.body_crop.margin_mm / s)) for s in spacing_kji)
+    return body_box(array, spec.body_crop.threshold, margin)

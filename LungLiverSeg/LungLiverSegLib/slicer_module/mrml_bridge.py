@@ -1,0 +1,318 @@
+"""The only code that touches MRML: images and label maps to and from Slicer nodes.
+
+The core works on ``geometry.Image`` (LPS) and ``labels.LabelMap``; the Slicer module hands nodes
+of its scene to these functions and gets nodes back. The scene and nodes are always passed in, so
+the same code runs in Slicer and on a headless ``slicer-core`` scene (``slicer_scene``). Only
+static logic methods are used: they need no registered module and no Qt.
+
+Segments are matched to label values by name (case-insensitive), then by terminology type and
+type modifier, never by segment order or ID: users rename, reorder, hide and add segments in the
+Segment Editor, and the exported labels must still carry the bundle's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import slicer
+import slicer.util
+import vtk
+from vtk.util import numpy_support
+
+from LungLiverSegLib.errors import InputImageError
+from LungLiverSegLib.geometry import Image, as_volume, ijk_to_ras_matrix, image_from_ijk_to_ras
+from LungLiverSegLib.labels import ANATOMICAL_STRUCTURE, CodeTriple, LabelInfo, LabelMap
+
+TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+# Fields of Slicer's serialized terminology entry, codes written scheme^value^meaning:
+# context~category~type~typeModifier~anatomicContext~region~regionModifier
+_CATEGORY_FIELD, _TYPE_FIELD, _TYPE_MODIFIER_FIELD = 1, 2, 3
+
+
+def image_from_volume_node(volume_node: Any) -> Image:
+    """Voxels and exact geometry (oblique included, linear parent transforms applied) of a volume."""
+    voxels = slicer.util.arrayFromVolume(volume_node).copy()
+    return image_from_ijk_to_ras(voxels, _ijk_to_world_ras(volume_node))
+
+
+def volume_node_from_image(scene: Any, image: Image, name: str) -> Any:
+    """Add a scalar volume node showing ``image`` (with display nodes, as Slicer's loaders do).
+
+    A 2D image becomes a one-slice volume, as Slicer loads 2D files.
+    """
+    volume = as_volume(image)
+    volume_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    slicer.util.updateVolumeFromArray(volume_node, _vtk_compatible(volume.array))
+    volume_node.SetIJKToRASMatrix(_vtk_matrix(ijk_to_ras_matrix(volume)))
+    volume_node.CreateDefaultDisplayNodes()
+    return volume_node
+
+
+def segmentation_from_labels(
+    scene: Any,
+    labels: Image,
+    label_map: LabelMap,
+    reference_volume_node: Any,
+    *,
+    name: str,
+    existing_node: Any = None,
+    replace: bool = True,
+) -> Any:
+    """One segment per label value present in ``labels``, named, coloured and coded from ``label_map``.
+
+    ``existing_node`` is updated instead of adding a node called ``name``: with ``replace`` all its
+    segments go, otherwise only those named like a label of ``label_map``, so that a re-run
+    replaces the model's segments (absent labels included) while the user's own segments stay.
+    The reference geometry is the reference volume, and the node goes beside that volume (under
+    its study) in the subject hierarchy.
+    """
+    present_values = _present_label_values(labels.array, label_map)
+    segmentation_node = existing_node if existing_node is not None else _new_segmentation_node(scene, name)
+    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+    segmentation = segmentation_node.GetSegmentation()
+    if replace:
+        segmentation.RemoveAllSegments()
+    else:
+        _remove_segments_named(segmentation, {info.name for info in label_map.values()})
+    previous_ids = set(segmentation.GetSegmentIDs())
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
+        _oriented_labelmap(labels), segmentation_node, "", ""
+    ):
+        raise RuntimeError(f"Slicer could not import the labels into '{segmentation_node.GetName()}'.")
+    new_ids = [segment_id for segment_id in segmentation.GetSegmentIDs() if segment_id not in previous_ids]
+    # Slicer adds one segment per label value, in increasing value order.
+    for segment_id, value in zip(new_ids, present_values, strict=True):
+        _describe_segment(segmentation.GetSegment(segment_id), label_map[value])
+    _place_beside(segmentation_node, reference_volume_node)
+    return segmentation_node
+
+
+def labels_from_segmentation(
+    segmentation_node: Any,
+    reference_volume_node: Any,
+    label_map: LabelMap,
+    *,
+    map_unknown: bool = False,
+) -> tuple[Image, LabelMap]:
+    """Label image on the reference volume's grid, with the values of ``label_map``.
+
+    Hidden segments count. A segment that matches no label raises ``InputImageError`` naming it,
+    or with ``map_unknown`` gets the next free value and joins the returned label map. Where
+    segments overlap, the one whose label comes later in the label map wins (unknown segments
+    last): Slicer paints exported segments in the order given, later over earlier.
+    """
+    values_by_id, full_label_map = _match_segments(segmentation_node, label_map, map_unknown)
+    rank = {value: position for position, value in enumerate(full_label_map)}
+    ordered_ids = sorted(values_by_id, key=lambda segment_id: rank[values_by_id[segment_id]])
+    positions = _export_segments(segmentation_node, ordered_ids, reference_volume_node)
+    value_at_position = np.array([0, *(values_by_id[segment_id] for segment_id in ordered_ids)])
+    value_at_position = value_at_position.astype(np.min_scalar_type(value_at_position.max()))
+    labels = image_from_ijk_to_ras(value_at_position[positions], _ijk_to_world_ras(reference_volume_node))
+    return labels, full_label_map
+
+
+def terminology_entry(info: LabelInfo) -> str:
+    """The label's codes as Slicer's segment terminology tag (what the Segment Editor shows)."""
+    codes = [_value_scheme_meaning(code) for code in (info.category, info.type, info.modifier)]
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
+        TERMINOLOGY_CONTEXT, *codes[0], *codes[1], *codes[2], ANATOMIC_CONTEXT, *[""] * 6
+    )
+
+
+def _value_scheme_meaning(code: CodeTriple | None) -> tuple[str, str, str]:
+    scheme, value, meaning = code or ("", "", "")
+    return value, scheme, meaning
+
+
+def _segment_code(segment: Any, field: int) -> CodeTriple | None:
+    """Parsed by hand: Slicer's deserializer rejects (and logs) entries without a type code."""
+    fields = segment.GetTerminology().split("~")
+    code = tuple(fields[field].split("^")) if field < len(fields) else ()
+    return code if len(code) == 3 and code[1] else None  # type: ignore[return-value]
+
+
+def _ijk_to_world_ras(volume_node: Any) -> np.ndarray:
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(ijk_to_ras)
+    transform_node = volume_node.GetParentTransformNode()
+    if transform_node is not None:
+        if not transform_node.IsTransformToWorldLinear():
+            raise InputImageError(
+                f"Volume '{volume_node.GetName()}' is under a non-linear transform: harden the "
+                "transform (Data module, right-click the volume) and run again."
+            )
+        to_world = vtk.vtkMatrix4x4()
+        transform_node.GetMatrixTransformToWorld(to_world)
+        vtk.vtkMatrix4x4.Multiply4x4(to_world, ijk_to_ras, ijk_to_ras)
+    return np.array([[ijk_to_ras.GetElement(row, column) for column in range(4)] for row in range(4)])
+
+
+def _vtk_matrix(matrix: np.ndarray) -> Any:
+    vtk_matrix = vtk.vtkMatrix4x4()
+    vtk_matrix.DeepCopy(np.asarray(matrix, dtype=float).ravel().tolist())
+    return vtk_matrix
+
+
+def _vtk_compatible(array: np.ndarray) -> np.ndarray:
+    """Narrow what VTK volumes reject (bool, 64-bit integers) to the smallest lossless type."""
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype.kind in "iu" and array.dtype.itemsize == 8 and array.size:
+        return array.astype(
+            np.promote_types(np.min_scalar_type(array.min()), np.min_scalar_type(array.max()))
+        )
+    return array
+
+
+def _oriented_labelmap(labels: Image) -> Any:
+    """Labels as Slicer's in-memory labelmap, so the import needs no temporary volume node."""
+    volume = as_volume(labels)
+    oriented = slicer.vtkOrientedImageData()
+    oriented.SetDimensions(*volume.size)
+    voxels = numpy_support.numpy_to_vtk(_vtk_compatible(volume.array).ravel(), deep=True)
+    oriented.GetPointData().SetScalars(voxels)
+    oriented.SetImageToWorldMatrix(_vtk_matrix(ijk_to_ras_matrix(volume)))
+    return oriented
+
+
+def _present_label_values(array: np.ndarray, label_map: LabelMap) -> list[int]:
+    present = [int(value) for value in np.unique(array) if value != 0]
+    unknown = [value for value in present if value not in label_map]
+    if unknown:
+        raise InputImageError(
+            f"Label values {unknown} are not in the label map (values {sorted(label_map)}): "
+            "these labels were not made by this model."
+        )
+    return present
+
+
+def _new_segmentation_node(scene: Any, name: str) -> Any:
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentation_node.CreateDefaultDisplayNodes()
+    return segmentation_node
+
+
+def _remove_segments_named(segmentation: Any, names: set[str]) -> None:
+    folded_names = {name.casefold() for name in names}
+    for segment_id in segmentation.GetSegmentIDs():
+        if segmentation.GetSegment(segment_id).GetName().casefold() in folded_names:
+            segmentation.RemoveSegment(segment_id)
+
+
+def _describe_segment(segment: Any, info: LabelInfo) -> None:
+    """Name, colour and codes from the label map; without a type code Slicer's default stays."""
+    segment.SetName(info.name)
+    segment.SetNameAutoGenerated(False)
+    segment.SetColor(*info.color)
+    segment.SetColorAutoGenerated(False)
+    if info.type is not None:
+        segment.SetTerminology(terminology_entry(info))
+
+
+def _place_beside(node: Any, reference_node: Any) -> None:
+    """Same subject-hierarchy parent (the study) as the reference, if the reference has an item."""
+    hierarchy = node.GetScene().GetSubjectHierarchyNode()
+    reference_item = hierarchy.GetItemByDataNode(reference_node) if hierarchy else 0
+    if not reference_item:
+        return
+    parent_item = hierarchy.GetItemParent(reference_item)
+    item = hierarchy.GetItemByDataNode(node)
+    if item:
+        hierarchy.SetItemParent(item, parent_item)
+    else:
+        hierarchy.CreateItem(parent_item, node)
+
+
+def _match_segments(
+    segmentation_node: Any, label_map: LabelMap, map_unknown: bool
+) -> tuple[dict[str, int], LabelMap]:
+    """Label value of every segment, and the label map extended by the unknown segments."""
+    segmentation = segmentation_node.GetSegmentation()
+    full_label_map = dict(label_map)
+    values_by_id = {}
+    for segment_id in segmentation.GetSegmentIDs():
+        segment = segmentation.GetSegment(segment_id)
+        value = _matching_label_value(segment, full_label_map)
+        if value is None:
+            if not map_unknown:
+                raise InputImageError(
+                    f"Segment '{segment.GetName()}' of '{segmentation_node.GetName()}' matches no "
+                    f"label of the model ({', '.join(info.name for info in label_map.values())}): "
+                    "rename it to one of these or delete it."
+                )
+            value = max(full_label_map, default=0) + 1
+            full_label_map[value] = _label_info_from_segment(segment, value)
+        values_by_id[segment_id] = value
+    return values_by_id, full_label_map
+
+
+def _matching_label_value(segment: Any, label_map: LabelMap) -> int | None:
+    name = segment.GetName().casefold()
+    by_name = [value for value, info in label_map.items() if info.name.casefold() == name]
+    if by_name:
+        return by_name[0]
+    type_code = _segment_code(segment, _TYPE_FIELD)
+    modifier_code = _segment_code(segment, _TYPE_MODIFIER_FIELD)
+    by_codes = [
+        value
+        for value, info in label_map.items()
+        if type_code and _same_code(info.type, type_code) and _same_code(info.modifier, modifier_code)
+    ]
+    return by_codes[0] if by_codes else None
+
+
+def _same_code(first: CodeTriple | None, second: CodeTriple | None) -> bool:
+    """Scheme and value decide; the meaning is free text that differs between lists."""
+    return (first or ("", ""))[:2] == (second or ("", ""))[:2]
+
+
+def _label_info_from_segment(segment: Any, value: int) -> LabelInfo:
+    return LabelInfo(
+        value=value,
+        name=segment.GetName(),
+        color=tuple(segment.GetColor()),
+        category=_segment_code(segment, _CATEGORY_FIELD) or ANATOMICAL_STRUCTURE,
+        type=_segment_code(segment, _TYPE_FIELD),
+        modifier=_segment_code(segment, _TYPE_MODIFIER_FIELD),
+    )
+
+
+def _export_segments(
+    segmentation_node: Any, segment_ids: list[str], reference_volume_node: Any
+) -> np.ndarray:
+    """Voxels of the reference grid: 1 + position in ``segment_ids`` of the segment there, 0 = none."""
+    if not segment_ids:  # Slicer's export of nothing yields an image without voxels
+        return np.zeros(reference_volume_node.GetImageData().GetDimensions()[::-1], np.uint8)
+    scene = segmentation_node.GetScene()
+    with _removing_added_nodes(scene):
+        labelmap_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation_node,
+            segment_ids,
+            labelmap_node,
+            reference_volume_node,
+            slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY,
+        ):
+            raise RuntimeError(f"Slicer could not export the segments of '{segmentation_node.GetName()}'.")
+        return slicer.util.arrayFromVolume(labelmap_node).copy()
+
+
+@contextmanager
+def _removing_added_nodes(scene: Any) -> Iterator[None]:
+    """Slicer's export adds a labelmap, its display node and a colour table: none may stay."""
+    existing_ids = _node_ids(scene)
+    try:
+        yield
+    finally:
+        for node_id in _node_ids(scene) - existing_ids:
+            node = scene.GetNodeByID(node_id)
+            if node is not None:
+                scene.RemoveNode(node)
+
+
+def _node_ids(scene: Any) -> set[str]:
+    return {scene.GetNthNode(index).GetID() for index in range(scene.GetNumberOfNodes())}

@@ -1,0 +1,373 @@
+"""Run the segmentation or training CLI in a child process and turn its JSON lines into events.
+
+Segmentation and training never run inside Slicer's process: a crash, an out-of-memory kill or a
+hung model would take the application (and the user's unsaved work) down with it, and the Qt
+thread must stay free to repaint. The child is ``python -m LungLiverSegLib.cli segment ...`` or
+``python -m LungLiverSegTraining train ...``, with ``--progress json``; reader threads put its
+lines into a queue, and ``poll()`` hands them out on the caller's thread (a ``QTimer`` in
+Slicer, a loop in ``wait()`` for scripts and tests), so callbacks may touch MRML.
+
+Cancel stops the whole process tree: SIGTERM to the child's process group (the CLI cancels
+cooperatively and removes its partial output), then SIGKILL after a grace period for anything
+left, grandchildren included. Nothing here imports Slicer or Qt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from LungLiverSegLib.paths import python_path_entries
+
+DEFAULT_GRACE_S = 5.0
+_POLL_INTERVAL_S = 0.05
+_STDOUT, _STDERR = "stdout", "stderr"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """A ``progress`` (segmentation) or ``step`` (training) line: overall fraction, stage and
+    estimated seconds left; training steps also carry their epoch and loss, so that a caller who
+    knows the number of epochs and the last validation can say more than the line alone."""
+
+    fraction: float
+    stage: str
+    eta_s: float | None
+    case: str = ""
+    epoch: int | None = None
+    loss: float | None = None
+
+
+@dataclass(frozen=True)
+class CaseDone:
+    """A ``done`` line: an input was segmented into ``output``, or a training run exported its
+    bundle folder (``output``; no ``input``)."""
+
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class EpochValidated:
+    """A training ``validation`` line: the mean Dice (and Dice per segment) after an epoch."""
+
+    epoch: int
+    mean_dice: float
+    dice: dict[str, float]
+
+
+ProcessEvent = ProgressUpdate | CaseDone | EpochValidated
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How the child ended. ``error`` is the last stderr line when it failed and was not cancelled."""
+
+    exit_code: int
+    cancelled: bool
+    error: str | None
+    log: tuple[str, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not self.cancelled
+
+
+EventCallback = Callable[[ProcessEvent], None]
+FinishedCallback = Callable[[ProcessResult], None]
+
+
+class ProcessRunner(Protocol):
+    """What the logic needs from a process runner (a fake or a Qt-driven one can stand in)."""
+
+    def start(
+        self,
+        command: Sequence[str],
+        on_event: EventCallback,
+        on_finished: FinishedCallback,
+        env: dict[str, str] | None = None,
+    ) -> None: ...
+
+    def poll(self) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+    @property
+    def is_running(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> ProcessResult | None: ...
+
+
+def parse_line(line: str) -> ProcessEvent | None:
+    """The event a CLI stdout line carries, or None for anything else (logged, not shown).
+
+    Training's ``epoch`` lines repeat what its ``step`` and ``validation`` lines said: None.
+    """
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    event = message.get("event")
+    if event == "progress":
+        return ProgressUpdate(
+            fraction=float(message.get("fraction", 0.0)),
+            stage=str(message.get("stage", "")),
+            eta_s=message.get("eta_s"),
+            case=str(message.get("case", "")),
+        )
+    if event == "step":
+        epoch, loss = int(message["epoch"]), float(message["loss"])
+        return ProgressUpdate(
+            float(message["fraction"]),
+            training_status(epoch, loss),
+            message.get("eta_s"),
+            epoch=epoch,
+            loss=loss,
+        )
+    if event == "validation":
+        dice = {str(name): float(value) for name, value in message.get("dice", {}).items()}
+        return EpochValidated(int(message["epoch"]), float(message["mean_dice"]), dice)
+    if event == "done":
+        output = message.get("output", message.get("bundle", ""))
+        return CaseDone(str(message.get("input", "")), str(output))
+    return None
+
+
+def training_status(
+    epoch: int, loss: float, epochs: int | None = None, mean_dice: float | None = None
+) -> str:
+    """``epoch 12/200, loss 0.31, val Dice 0.93``: the total and the Dice where they are known."""
+    text = f"epoch {epoch}/{epochs}" if epochs is not None else f"epoch {epoch}"
+    text += f", loss {loss:.2f}"
+    return text if mean_dice is None else f"{text}, val Dice {mean_dice:.2f}"
+
+
+class ThreadedProcessRunner:
+    """``subprocess.Popen`` in its own session, two reader threads and a queue drained by ``poll()``.
+
+    Callbacks run only inside ``poll()``/``wait()``, on the thread that calls them. One runner
+    serves run after run, one at a time.
+    """
+
+    def __init__(self, grace_s: float = DEFAULT_GRACE_S) -> None:
+        self.grace_s = grace_s
+        self._run: _Run | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self._run is not None and self._run.result is None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (also its process group id), for tests and diagnostics."""
+        return self._run.process.pid if self._run is not None else None
+
+    def start(
+        self,
+        command: Sequence[str],
+        on_event: EventCallback,
+        on_finished: FinishedCallback,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if self.is_running:
+            raise RuntimeError("a process is already running; cancel it or wait for it first")
+        self._run = _Run(command, on_event, on_finished, env)
+
+    def poll(self) -> bool:
+        """Deliver the lines read so far; finish once the child exited. True while it runs."""
+        if self._run is not None:
+            self._run.poll()
+        return self.is_running
+
+    def wait(self, timeout: float | None = None) -> ProcessResult | None:
+        """Poll until the child ended (its result) or ``timeout`` seconds passed (None)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll():
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            time.sleep(_POLL_INTERVAL_S)
+        return self._run.result if self._run is not None else None
+
+    def cancel(self) -> None:
+        """Ask the process tree to stop (SIGTERM), and kill what is left after the grace period."""
+        if self.is_running:
+            self._run.cancel(self.grace_s)
+
+
+class _Run:
+    """One child process and what was read from it; its reader threads only touch its own queue."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        on_event: EventCallback,
+        on_finished: FinishedCallback,
+        env: dict[str, str] | None,
+    ) -> None:
+        self.on_event, self.on_finished = on_event, on_finished
+        self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        self.log: list[str] = []
+        self.last_error_line: str | None = None
+        self.cancelled = False
+        self.result: ProcessResult | None = None
+        self.process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=env,
+            **_own_process_group(),
+        )
+        self.open_streams = 2
+        for name, stream in ((_STDOUT, self.process.stdout), (_STDERR, self.process.stderr)):
+            threading.Thread(target=_read_lines, args=(name, stream, self.lines), daemon=True).start()
+
+    def poll(self) -> None:
+        while self.result is None:
+            try:
+                stream, line = self.lines.get_nowait()
+            except queue.Empty:
+                break
+            self.handle(stream, line)
+        if self.result is None and self.open_streams == 0 and self.process.poll() is not None:
+            self.finish(self.process.returncode)
+
+    def handle(self, stream: str, line: str | None) -> None:
+        if line is None:
+            self.open_streams -= 1
+            return
+        event = parse_line(line) if stream == _STDOUT else None
+        if event is not None:
+            self.on_event(event)
+            return
+        if line.strip():
+            self.log.append(line)
+            logger.info("child process: %s", line)
+            if stream == _STDERR:
+                self.last_error_line = line.strip()
+
+    def finish(self, exit_code: int) -> None:
+        failed = exit_code != 0 and not self.cancelled
+        error = (self.last_error_line or f"the process exited with status {exit_code}") if failed else None
+        self.result = ProcessResult(exit_code, self.cancelled, error, tuple(self.log))
+        self.on_finished(self.result)
+
+    def cancel(self, grace_s: float) -> None:
+        self.cancelled = True
+        _signal_tree(self.process, graceful=True)
+        threading.Thread(target=self._kill_after, args=(grace_s,), daemon=True).start()
+
+    def _kill_after(self, grace_s: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(grace_s)
+        _signal_tree(self.process, graceful=False)  # grandchildren may outlive the child
+
+
+def _read_lines(name: str, stream: TextIO, lines: queue.Queue[tuple[str, str | None]]) -> None:
+    """Reader thread: every line of one pipe, then None when the pipe closes."""
+    for line in stream:
+        lines.put((name, line.rstrip("\r\n")))
+    lines.put((name, None))
+
+
+def _own_process_group() -> dict[str, object]:
+    """Popen arguments that start the child as the leader of a new group, so its tree can be signalled."""
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def _signal_tree(process: subprocess.Popen[str], *, graceful: bool) -> None:
+    if os.name == "nt":
+        # No process groups to signal: taskkill walks the tree (/F forces, as the grace is over).
+        force = [] if graceful else ["/F"]
+        subprocess.run(["taskkill", *force, "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the whole group is gone already
+        os.killpg(process.pid, signal.SIGTERM if graceful else signal.SIGKILL)
+
+
+def slicer_python() -> str:
+    """Slicer's own interpreter (``PythonSlicer``) when running inside Slicer, else this Python."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The current environment with both packages importable and output unbuffered.
+
+    Inside Slicer the library lives in the module folder, which is on Slicer's ``sys.path`` but
+    not on the path of a fresh ``PythonSlicer``.
+    """
+    env = dict(os.environ if base is None else base)
+    paths = [*map(str, python_path_entries()), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def segmentation_command(
+    python: str,
+    input_path: str | Path,
+    output_path: str | Path,
+    model: str,
+    device: str = "auto",
+    *,
+    output_format: str | None = None,
+    overwrite: bool = False,
+) -> list[str]:
+    """``python -m LungLiverSegLib.cli segment INPUT OUTPUT ... --progress json``.
+
+    ``output_format`` (e.g. ``.seg.nrrd``) applies when the input is a folder of images.
+    """
+    command = [python, "-m", "LungLiverSegLib.cli", "segment", str(input_path), str(output_path)]
+    command += ["--model", model, "--device", device, "--progress", "json"]
+    if output_format is not None:
+        command += ["--format", output_format]
+    if overwrite:
+        command.append("--overwrite")
+    return command
+
+
+def training_command(
+    python: str,
+    dataset_dir: str | Path,
+    config: str,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    epochs: int | None = None,
+    init_from: str | Path | None = None,
+    resume: bool = False,
+    threads: int | None = None,
+) -> list[str]:
+    """``python -m LungLiverSegTraining train --dataset D --config C --out O ... --progress json``.
+
+    ``config`` is a preset name or a JSON file; with ``resume`` the run's own config is used.
+    """
+    command = [python, "-m", "LungLiverSegTraining", "train", "--dataset", str(dataset_dir)]
+    command += ["--config", config, "--out", str(out_dir), "--device", device, "--progress", "json"]
+    optional = (("--epochs", epochs), ("--init-from", init_from), ("--threads", threads))
+    command += [word for option, value in optional if value is not None for word in (option, str(value))]
+    if resume:
+        command.append("--resume")
+    return command

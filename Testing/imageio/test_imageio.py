@@ -1,0 +1,339 @@
+"""Reading and writing: every format round trip, DICOM series, Slicer .seg.nrrd, and every bad input."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from factories import require_file
+from LungLiverSegLib import geometry
+from LungLiverSegLib.errors import InputImageError, LungLiverSegError
+from LungLiverSegLib.geometry import Image
+from LungLiverSegLib.imageio import images as imageio
+from LungLiverSegLib.imageio.images import list_dicom_series, read_image, read_segmentation, write_image
+from LungLiverSegLib.labels import LabelInfo
+from scipy.spatial.transform import Rotation
+
+OBLIQUE = Rotation.from_euler("xy", [30, 30], degrees=True).as_matrix()
+LIVER = LabelInfo(1, "liver", (0.87, 0.51, 0.4), type=("SCT", "10200004", "Liver"))
+LEFT_LUNG = LabelInfo(
+    2,
+    "left lung",
+    (0.3, 0.6, 0.9),
+    type=("SCT", "39607008", "Lung"),
+    modifier=("SCT", "7771000", "Left"),
+    extra={"Source": "LungLiverSeg"},
+)
+LIVER_TERMINOLOGY = (
+    "TerminologyEntry:Segmentation category and type - 3D Slicer General Anatomy list"
+    "~SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^|"
+)
+
+
+@pytest.fixture
+def ct() -> Image:
+    """Oblique, anisotropic int16 volume with distinct voxel values."""
+    array = (np.arange(4 * 5 * 6) - 60).astype(np.int16).reshape(4, 5, 6)
+    return Image(array, (0.7, 0.9, 3.0), (-12.5, 30.25, 7.0), OBLIQUE)
+
+
+def assert_same_image(actual: Image, expected: Image, atol: float = 1e-5) -> None:
+    assert np.array_equal(actual.array, expected.array)
+    assert actual.array.dtype == expected.array.dtype
+    assert geometry.same_grid(actual, expected, atol=atol)
+
+
+def nrrd_header(path: Path) -> str:
+    """The text header of a NRRD file (everything before the first blank line)."""
+    return path.read_bytes().split(b"\n\n", 1)[0].decode()
+
+
+def write_dicom_series(
+    folder: Path, volume: np.ndarray, uid: str, description: str, names: list[str]
+) -> None:
+    """One DICOM file per slice at z = 100 + 2.5 k, written as ``names[k]`` (not in z order)."""
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k, (plane, name) in enumerate(zip(volume, names, strict=True)):
+        image = sitk.GetImageFromArray(plane)
+        image.SetSpacing((0.8, 0.8))
+        tags = {
+            "0008|0060": "CT",
+            "0008|103e": description,
+            "0020|000d": "1.2.826.0.1.3680043.2.1125.9",
+            "0020|000e": uid,
+            "0008|0018": f"{uid}.{k + 1}",
+            "0020|0013": str(k + 1),
+            "0020|0032": f"10\\-20\\{100 + 2.5 * k}",
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+        }
+        for tag, value in tags.items():
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / name))
+        writer.Execute(image)
+
+
+@pytest.fixture
+def two_series(tmp_path) -> tuple[Path, dict[str, np.ndarray]]:
+    """A folder with two interleaved 3-slice series; file names deliberately out of z order."""
+    volumes = {
+        "1.2.826.0.1.3680043.2.1125.9.1": np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5),
+        "1.2.826.0.1.3680043.2.1125.9.2": -np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5),
+    }
+    for number, (uid, volume) in enumerate(volumes.items()):
+        names = [f"img{slot}_{number}.dcm" for slot in (2, 0, 1)]
+        write_dicom_series(tmp_path, volume, uid, f"series {number}", names)
+    return tmp_path, volumes
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".nrrd", ".mha"])
+def test_volume_round_trip(tmp_path, ct, suffix):
+    path = write_image(tmp_path / f"ct{suffix}", ct)
+    back = read_image(path)
+    assert_same_image(back, ct)
+    assert back.metadata == {"source_path": str(path), "modality": ""}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_png_round_trip_stays_2d(tmp_path, dtype):
+    picture = Image((np.arange(12).reshape(3, 4) * 20).astype(dtype), (1.0, 1.0), (0.0, 0.0))
+    back = read_image(write_image(tmp_path / "picture.png", picture))
+    assert back.ndim == 2 and back.spacing == (1.0, 1.0)
+    assert_same_image(back, picture)
+
+
+def test_png_refuses_volumes_and_floats(tmp_path, ct):
+    with pytest.raises(LungLiverSegError, match="PNG holds only 2D"):
+        write_image(tmp_path / "ct.png", ct)
+    with pytest.raises(LungLiverSegError, match="float64"):
+        write_image(tmp_path / "x.png", Image(np.zeros((2, 2)), (1, 1), (0, 0)))
+
+
+def test_unknown_output_extension_is_refused(tmp_path, ct):
+    with pytest.raises(LungLiverSegError, match=r"ct\.vtk: cannot write this format"):
+        write_image(tmp_path / "ct.vtk", ct)
+
+
+def test_existing_file_is_kept_unless_overwrite(tmp_path, ct):
+    path = write_image(tmp_path / "ct.nii.gz", ct)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_image(path, ct.with_array(ct.array + 1))
+    assert path.read_bytes() == before
+    write_image(path, ct.with_array(ct.array + 1), overwrite=True)
+    assert np.array_equal(read_image(path).array, ct.array + 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.nii.gz"]
+
+
+def test_failed_write_leaves_neither_target_nor_temporary(tmp_path, ct, monkeypatch):
+    def write_half_then_fail(img, name, useCompression):
+        Path(name).write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(imageio.sitk, "WriteImage", write_half_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_image(tmp_path / "out" / "ct.nrrd", ct)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_nifti_with_lps_or_ras_axes_puts_voxels_at_the_same_places(tmp_path):
+    lps = Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), (0.7, 0.9, 3.0), (5.0, -6.0, 7.0))
+    ras = geometry.reorient(lps, "RAS")
+    lps_path, ras_path = write_image(tmp_path / "lps.nii", lps), write_image(tmp_path / "ras.nii", ras)
+    # NIfTI stores RAS: srow_x (header bytes 280..295) is -0.7 for LPS axes and +0.7 for RAS axes.
+    assert struct.unpack("<4f", lps_path.read_bytes()[280:296])[0] == pytest.approx(-0.7)
+    assert struct.unpack("<4f", ras_path.read_bytes()[280:296])[0] == pytest.approx(0.7)
+    lps_back, ras_back = read_image(lps_path), read_image(ras_path)
+    assert (geometry.orientation_code(lps_back), geometry.orientation_code(ras_back)) == ("LPS", "RAS")
+    ras_ijk = np.argwhere(ras_back.array == 17)[0][::-1]
+    lps_ijk = np.argwhere(lps_back.array == 17)[0][::-1]
+    assert np.allclose(geometry.physical_point(ras_back, ras_ijk), geometry.physical_point(lps_back, lps_ijk))
+    assert_same_image(geometry.reorient(ras_back, "LPS"), lps)
+
+
+def test_size_one_third_dimension_stays_3d(tmp_path):
+    one_slice = Image(np.ones((1, 3, 4), dtype=np.int16), (1.0, 1.0, 2.5), (0.0, 0.0, 0.0))
+    back = read_image(write_image(tmp_path / "slice.nii.gz", one_slice))
+    assert back.ndim == 3 and back.size == (4, 3, 1)
+
+
+def test_colour_png_keeps_three_channels_and_gray_rgb_collapses(tmp_path):
+    rgb = np.zeros((3, 4, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 2] = 200, 50
+    gray_rgba = np.repeat(np.arange(12, dtype=np.uint8).reshape(3, 4, 1), 4, axis=2)
+    gray_rgba[..., 3] = 255
+    for name, pixels in (("rgb.png", rgb), ("gray_rgba.png", gray_rgba)):
+        sitk.WriteImage(sitk.GetImageFromArray(pixels, isVector=True), str(tmp_path / name))
+    colour = read_image(tmp_path / "rgb.png")
+    assert colour.ndim == 2 and colour.array.shape == (3, 4, 3)
+    assert np.array_equal(colour.array, rgb)
+    gray = read_image(tmp_path / "gray_rgba.png")
+    assert np.array_equal(gray.array, np.arange(12).reshape(3, 4))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda folder: folder / "missing.nii.gz", "missing.nii.gz: no such file"),
+        (lambda folder: folder, "holds no DICOM series"),
+        (lambda folder: write_text(folder / "notes.nii.gz"), "notes.nii.gz: not an image file"),
+        (lambda folder: truncated_nifti(folder / "cut.nii"), "cut.nii: could not be read"),
+        (lambda folder: truncated_nifti(folder / "cut.nii.gz"), "cut.nii.gz: could not be read"),
+        (lambda folder: write_text(folder / "notes.txt"), "notes.txt: not an image file"),
+    ],
+    ids=["missing", "empty folder", "text named .nii.gz", "cut .nii", "cut .nii.gz", "text file"],
+)
+def test_bad_inputs_raise_one_line_errors_naming_the_file(tmp_path, make, message):
+    with pytest.raises(InputImageError, match=message) as raised:
+        read_image(make(tmp_path))
+    assert "\n" not in str(raised.value)
+
+
+def write_text(path: Path) -> Path:
+    path.write_text("this is not an image\n")
+    return path
+
+
+def truncated_nifti(path: Path) -> Path:
+    """A NIfTI file cut off half-way (ITK alone would zero-fill the missing voxels silently)."""
+    noise = np.random.default_rng(0).integers(-1000, 1000, (8, 8, 8), dtype=np.int16)
+    write_image(path, Image(noise, (1, 1, 1), (0, 0, 0)))
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    return path
+
+
+def test_folder_with_two_series_lists_both(two_series):
+    folder, volumes = two_series
+    with pytest.raises(InputImageError, match="holds 2 DICOM series") as raised:
+        read_image(folder)
+    for number, uid in enumerate(volumes):
+        assert f"{uid} (series {number}, 3 files)" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_series_uid_picks_a_series_sorted_along_the_slice_normal(two_series):
+    folder, volumes = two_series
+    uid = list(volumes)[1]
+    image = read_image(folder, series_uid=uid)
+    assert np.array_equal(image.array, volumes[uid])
+    assert np.allclose(image.spacing, (0.8, 0.8, 2.5)) and np.allclose(image.origin, (10, -20, 100))
+    assert image.metadata["series_uid"] == uid and image.metadata["modality"] == "CT"
+    assert image.metadata["source_path"] == str(folder)
+
+
+def test_unknown_series_uid_is_refused_with_the_list(two_series):
+    folder, volumes = two_series
+    with pytest.raises(InputImageError, match=f"has no series 1.2.3.*{list(volumes)[0]}"):
+        read_image(folder, series_uid="1.2.3")
+
+
+def test_list_dicom_series_describes_each_series(two_series):
+    folder, volumes = two_series
+    found = sorted(list_dicom_series(folder), key=lambda series: series.uid)
+    assert [series.uid for series in found] == sorted(volumes)
+    assert [(series.description, series.modality, len(series.files)) for series in found] == [
+        ("series 0", "CT", 3),
+        ("series 1", "CT", 3),
+    ]
+
+
+def test_single_dicom_file_reads_as_one_slice_volume(two_series):
+    folder, volumes = two_series
+    image = read_image(folder / "img0_0.dcm")
+    assert image.size == (5, 4, 1)
+    assert np.array_equal(image.array[0], volumes[list(volumes)[0]][1])
+    assert image.metadata["modality"] == "CT" and image.metadata["series_uid"] == list(volumes)[0]
+
+
+def test_seg_nrrd_round_trip_keeps_names_colours_and_terminology(tmp_path, ct):
+    labels = ct.with_array((np.abs(ct.array) % 4).astype(np.int64))  # values 0..3, 3 not in the map
+    path = imageio.write_segmentation(tmp_path / "labels.seg.nrrd", labels, {1: LIVER, 2: LEFT_LUNG})
+    back, label_map = read_segmentation(path)
+    assert_same_image(back, labels.with_array(labels.array.astype(np.uint8)))
+    assert label_map == {1: LIVER, 2: LEFT_LUNG, 3: LabelInfo(3, "label_3")}
+    assert label_map[2].extra == {"Source": "LungLiverSeg"}
+    assert np.array_equal(read_image(path).array, back.array)
+
+
+def test_seg_nrrd_header_has_slicer_segmentation_keys(tmp_path, ct):
+    labels = ct.with_array((ct.array > 0).astype(np.uint8))
+    header = nrrd_header(imageio.write_segmentation(tmp_path / "liver.seg.nrrd", labels, {1: LIVER}))
+    for line in [
+        "Segmentation_MasterRepresentation:=Binary labelmap",
+        "Segmentation_ContainedRepresentationNames:=Binary labelmap|Closed surface|",
+        "Segmentation_ReferenceImageExtentOffset:=0 0 0",
+        "Segment0_ID:=Segment_1",
+        "Segment0_Name:=liver",
+        "Segment0_NameAutoGenerated:=0",
+        "Segment0_Color:=0.87 0.51 0.4",
+        "Segment0_ColorAutoGenerated:=0",
+        "Segment0_LabelValue:=1",
+        "Segment0_Layer:=0",
+        "Segment0_Extent:=0 5 0 4 0 3",
+        f"Segment0_Tags:={LIVER_TERMINOLOGY}",
+        "type: unsigned char",
+        "encoding: gzip",
+    ]:
+        assert line in header.splitlines()
+
+
+def test_2d_labels_become_a_one_slice_segmentation(tmp_path):
+    labels = Image(np.eye(3, dtype=np.uint8), (0.5, 0.5), (1.0, 2.0))
+    back, label_map = read_segmentation(
+        imageio.write_segmentation(tmp_path / "x.seg.nrrd", labels, {1: LIVER})
+    )
+    assert back.size == (3, 3, 1) and np.array_equal(back.array[0], labels.array)
+    assert list(label_map) == [1]
+
+
+def test_plain_label_file_gets_uint8_and_generic_names(tmp_path, ct):
+    labels = ct.with_array(np.where(ct.array > 0, 7, 0).astype(np.int64))
+    path = imageio.write_segmentation(tmp_path / "labels.nii.gz", labels, {7: LIVER})
+    back, label_map = read_segmentation(path)
+    assert back.array.dtype == np.uint8 and np.array_equal(back.array, labels.array)
+    assert label_map == {7: LabelInfo(7, "label_7")}
+
+
+def test_segmentation_refuses_negative_labels(tmp_path, ct):
+    with pytest.raises(ValueError, match="non-negative"):
+        imageio.write_segmentation(tmp_path / "x.seg.nrrd", ct, {})
+
+
+def test_overlapping_segment_layers_are_refused(tmp_path):
+    layers = sitk.GetImageFromArray(np.zeros((2, 3, 4, 2), dtype=np.uint8), isVector=True)
+    layers.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
+    sitk.WriteImage(layers, str(tmp_path / "layers.seg.nrrd"))
+    with pytest.raises(InputImageError, match="segments overlap"):
+        read_segmentation(tmp_path / "layers.seg.nrrd")
+
+
+@pytest.mark.realdata
+def test_cip_dicom_folder_matches_its_nrrd(shared_data):
+    folder = require_file(shared_data / "ct_lung_cip_64" / "ct-64Dicom")
+    from_dicom = read_image(folder)
+    from_nrrd = read_image(require_file(shared_data / "ct_lung_cip_64" / "ct-64.nrrd"))
+    assert from_dicom.metadata["modality"] == "CT"
+    assert np.array_equal(from_dicom.array, from_nrrd.array)
+    assert geometry.same_grid(from_dicom, from_nrrd, atol=1e-3)  # DICOM keeps 3 decimals of the origin
+
+
+@pytest.mark.realdata
+def test_totalseg_dicom_series_lies_on_the_grid_of_its_labels(shared_data):
+    folder = shared_data / "ct_abdomen_totalseg_example"
+    ct = read_image(require_file(folder / "example_ct_dicom"))
+    labels = read_image(require_file(folder / "example_seg_dicom_on_dicom_grid.nii.gz"))
+    assert ct.size == (512, 512, 20) and np.allclose(ct.spacing, (0.9765625, 0.9765625, 2.0))
+    assert geometry.same_grid(ct, labels)
+    liver = labels.array == 5
+    assert liver.any() and -20 < ct.array[liver].mean() < 200  # liver HU, so voxels line up
+
+
+@pytest.mark.realdata
+def test_dicom_without_modality_tag_reads_with_empty_modality(shared_data):
+    image = read_image(require_file(shared_data / "dicom" / "lungmask_no_modality_tag"))
+    assert image.metadata["modality"] == ""
+    assert image.size == (512, 512, 2)
