@@ -11,7 +11,18 @@ from dataclasses import dataclass, field
 
 CodeTriple = tuple[str, str, str]  # (coding scheme designator, code value, code meaning)
 
+# SNOMED-CT codes of what the models segment (DICOM CID 7151 / Slicer's General Anatomy list)
 ANATOMICAL_STRUCTURE: CodeTriple = ("SCT", "123037004", "Anatomical Structure")
+ALTERED_STRUCTURE: CodeTriple = ("SCT", "49755003", "Morphologically Altered Structure")
+LUNG: CodeTriple = ("SCT", "39607008", "Lung")
+LIVER: CodeTriple = ("SCT", "10200004", "Liver")
+NEOPLASM: CodeTriple = ("SCT", "108369006", "Neoplasm")
+RIGHT: CodeTriple = ("SCT", "24028007", "Right")
+LEFT: CodeTriple = ("SCT", "7771000", "Left")
+
+# Slicer's terminology contexts, as written in .seg.nrrd files and segmentation nodes
+TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from LungLiverSegLib import labels
 from LungLiverSegLib.bundle.model_json import bundle_from_json
 from LungLiverSegLib.bundle.spec import ModelBundle
 from LungLiverSegLib.errors import BundleError
@@ -20,15 +21,12 @@ from LungLiverSegLib.errors import BundleError
 from LungLiverSegTraining.errors import TrainingConfigError
 
 PLACEHOLDER_SHA256 = "0" * 64
-LUNG = ["SCT", "39607008", "Lung"]
-LIVER = ["SCT", "10200004", "Liver"]
-RIGHT = ["SCT", "24028007", "Right"]
-LEFT = ["SCT", "7771000", "Left"]
+LUNG, LIVER, RIGHT, LEFT = (list(code) for code in (labels.LUNG, labels.LIVER, labels.RIGHT, labels.LEFT))
 
 
 def label_entry(name: str, color: list[float], code: list[str], modifier: list[str] | None = None) -> dict:
     """One ``labels`` entry in model.json form."""
-    category = ["SCT", "123037004", "Anatomical Structure"]
+    category = list(labels.ANATOMICAL_STRUCTURE)
     return {
         "name": name,
         "color": color,

@@ -29,20 +29,14 @@ import numpy as np
 
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import write_image
-from LungLiverSegLib.labels import LabelInfo, LabelMap
+from LungLiverSegLib.labels import ALTERED_STRUCTURE, LIVER, LUNG, NEOPLASM, LabelInfo, LabelMap
 
 PHANTOM_LABELS: LabelMap = {
-    1: LabelInfo(1, "lungs", (0.85, 0.62, 0.55), type=("SCT", "39607008", "Lung")),
-    2: LabelInfo(2, "liver", (0.87, 0.47, 0.35), type=("SCT", "10200004", "Liver")),
+    1: LabelInfo(1, "lungs", (0.85, 0.62, 0.55), type=LUNG),
+    2: LabelInfo(2, "liver", (0.87, 0.47, 0.35), type=LIVER),
     # DICOM CID 7151 / Slicer's terminology code a tumour as a morphologically altered
-    # structure (category) of type "Neoplasm"; 108369006 is SNOMED CT's "Neoplasm".
-    3: LabelInfo(
-        3,
-        "liver_tumour",
-        (0.9, 0.9, 0.3),
-        category=("SCT", "49755003", "Morphologically Altered Structure"),
-        type=("SCT", "108369006", "Neoplasm"),
-    ),
+    # structure (category) of type "Neoplasm".
+    3: LabelInfo(3, "liver_tumour", (0.9, 0.9, 0.3), category=ALTERED_STRUCTURE, type=NEOPLASM),
 }
 LUNGS, LIVER, TUMOUR = 1, 2, 3
 

@@ -22,7 +22,14 @@ import SimpleITK as sitk
 from LungLiverSegLib.errors import InputImageError, LungLiverSegError
 from LungLiverSegLib.files import atomic_output
 from LungLiverSegLib.geometry import Image, as_volume, from_sitk, to_sitk
-from LungLiverSegLib.labels import ANATOMICAL_STRUCTURE, CodeTriple, LabelInfo, LabelMap
+from LungLiverSegLib.labels import (
+    ANATOMIC_CONTEXT,
+    ANATOMICAL_STRUCTURE,
+    TERMINOLOGY_CONTEXT,
+    CodeTriple,
+    LabelInfo,
+    LabelMap,
+)
 
 WRITABLE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".png")
 SEGMENTATION_SUFFIX = ".seg.nrrd"
@@ -31,8 +38,6 @@ NIFTI1_HEADER_BYTES = 348
 READ_CHUNK_BYTES = 1 << 24
 MODALITY_TAG, SERIES_UID_TAG, SERIES_DESCRIPTION_TAG = "0008|0060", "0020|000e", "0008|103e"
 
-TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 TERMINOLOGY_TAG = "TerminologyEntry"
 SLICER_SEGMENTATION_KEYS = {
     "Segmentation_MasterRepresentation": "Binary labelmap",

@@ -24,10 +24,15 @@ from vtk.util import numpy_support
 
 from LungLiverSegLib.errors import InputImageError
 from LungLiverSegLib.geometry import Image, as_volume, ijk_to_ras_matrix, image_from_ijk_to_ras
-from LungLiverSegLib.labels import ANATOMICAL_STRUCTURE, CodeTriple, LabelInfo, LabelMap
+from LungLiverSegLib.labels import (
+    ANATOMIC_CONTEXT,
+    ANATOMICAL_STRUCTURE,
+    TERMINOLOGY_CONTEXT,
+    CodeTriple,
+    LabelInfo,
+    LabelMap,
+)
 
-TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 # Fields of Slicer's serialized terminology entry, codes written scheme^value^meaning:
 # context~category~type~typeModifier~anatomicContext~region~regionModifier
 _CATEGORY_FIELD, _TYPE_FIELD, _TYPE_MODIFIER_FIELD = 1, 2, 3
