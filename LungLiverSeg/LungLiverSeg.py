@@ -1,6 +1,6 @@
 """LungLiverSeg: lung and liver segmentation in 3D Slicer, with correction export for training.
 
-A thin GUI over ``LungLiverSegLib.slicer_module.logic`` (tested headless on slicer-core): the widget
+A thin GUI over ``LungLiverSegLib.slicer_module`` (tested headless on slicer-core): the widget
 binds the parameter node to the .ui, turns Segment (or Train) into Cancel while the child process
 runs, and polls it from a QTimer so that Slicer stays responsive.
 """
@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import qt
 import slicer
 import vtk
+from LungLiverSegLib.cli.train_request import TrainRequest, preset_names
 from LungLiverSegLib.errors import LungLiverSegError
-from LungLiverSegLib.slicer_module import logic as slicer_logic
+from LungLiverSegLib.slicer_module import dependencies, presentation, training_job
+from LungLiverSegLib.slicer_module.logic import SceneLogic, SegmentationOutcome
+from LungLiverSegLib.slicer_module.process import ProgressUpdate
+from LungLiverSegLib.slicer_module.training_job import TrainingOutcome
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -103,8 +108,8 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
 
-        self.ui.deviceSelector.addItems(slicer_logic.device_choices())
-        if not slicer_logic.missing_dependencies():
+        self.ui.deviceSelector.addItems(presentation.device_choices())
+        if not dependencies.missing_dependencies():
             self.populateModels()
             self.populatePresets()
         self.setRunning(None)
@@ -155,13 +160,13 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def populateModels(self) -> None:
         """One entry per runnable model, its description in the tooltip."""
         self.ui.modelSelector.clear()
-        for index, entry in enumerate(slicer_logic.available_models()):
+        for index, entry in enumerate(presentation.available_models()):
             self.ui.modelSelector.addItem(entry.name)
-            self.ui.modelSelector.setItemData(index, slicer_logic.model_tooltip(entry), qt.Qt.ToolTipRole)
+            self.ui.modelSelector.setItemData(index, presentation.model_tooltip(entry), qt.Qt.ToolTipRole)
 
     def populatePresets(self) -> None:
         """The training presets; without the training package, Train stays off and says why."""
-        presets = slicer_logic.training_presets()
+        presets = preset_names()
         self.ui.trainingConfigSelector.clear()
         self.ui.trainingConfigSelector.addItems(presets)
         self.ui.trainingStatusLabel.text = (
@@ -226,7 +231,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.process(
                 parameters.inputVolume,
                 parameters.modelName,
-                device=slicer_logic.device_argument(parameters.device),
+                device=presentation.device_argument(parameters.device),
                 output_segmentation_node=parameters.outputSegmentation,
                 replace=parameters.replaceSegments,
                 on_progress=self.onProgress,
@@ -235,11 +240,11 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Starting..."
             self.setRunning(SEGMENT)
 
-    def onProgress(self, update: slicer_logic.ProgressUpdate) -> None:
+    def onProgress(self, update: ProgressUpdate) -> None:
         self.ui.progressBar.value = round(100 * update.fraction)
-        self.ui.statusLabel.text = slicer_logic.describe_progress(update)
+        self.ui.statusLabel.text = presentation.describe_progress(update)
 
-    def onFinished(self, outcome: slicer_logic.SegmentationOutcome) -> None:
+    def onFinished(self, outcome: SegmentationOutcome) -> None:
         self.setRunning(None)
         if outcome.cancelled:
             self.ui.statusLabel.text = "Cancelled; nothing was changed."
@@ -285,33 +290,36 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with showingErrors("Training could not start"):
             dataset = self.trainingDataset()
             runFolder = parameters.trainingRunFolder or str(
-                slicer_logic.default_run_folder(dataset, parameters.trainingConfig)
+                training_job.default_run_folder(dataset, parameters.trainingConfig)
             )
-            resume = slicer_logic.holds_training_run(runFolder)
+            resume = training_job.holds_training_run(runFolder)
             question = (
                 f"{runFolder} holds a training run. Continue it? (Choose another run folder to start afresh.)"
             )
             if resume and not slicer.util.confirmOkCancelDisplay(question, "Train"):
                 return
-            self.logic.train(
-                dataset,
-                parameters.trainingConfig,
-                runFolder,
-                device=slicer_logic.device_argument(parameters.device),
+            request = TrainRequest(
+                dataset=Path(dataset),
+                out=Path(runFolder),
+                config=parameters.trainingConfig,
+                init_from=training_job.model_folder(parameters.modelName) if parameters.fineTune else None,
+                device=presentation.device_argument(parameters.device),
                 epochs=parameters.trainingEpochs or None,
-                init_from=parameters.modelName if parameters.fineTune else None,
                 resume=resume,
+            )
+            self.logic.train(
+                request,
                 on_progress=self.onTrainingProgress,
                 on_finished=self.onTrainingFinished,
             )
             self.ui.trainingStatusLabel.text = "Starting (reading the dataset)..."
             self.setRunning(TRAIN)
 
-    def onTrainingProgress(self, update: slicer_logic.ProgressUpdate) -> None:
+    def onTrainingProgress(self, update: ProgressUpdate) -> None:
         self.ui.trainingProgressBar.value = round(100 * update.fraction)
-        self.ui.trainingStatusLabel.text = slicer_logic.describe_progress(update)
+        self.ui.trainingStatusLabel.text = presentation.describe_progress(update)
 
-    def onTrainingFinished(self, outcome: slicer_logic.TrainingOutcome) -> None:
+    def onTrainingFinished(self, outcome: TrainingOutcome) -> None:
         self.setRunning(None)
         if outcome.cancelled:
             self.ui.trainingStatusLabel.text = "Cancelled; Train continues from the last finished epoch."
@@ -321,11 +329,11 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             self.populateModels()
             self._parameterNode.modelName = outcome.model_name
-            self.ui.trainingStatusLabel.text = slicer_logic.describe_training(outcome)
+            self.ui.trainingStatusLabel.text = presentation.describe_training(outcome)
 
     def ensureDependencies(self) -> bool:
         """First use: offer to install what is missing (torch through the PyTorch extension)."""
-        missing = slicer_logic.missing_dependencies()
+        missing = dependencies.missing_dependencies()
         if not missing:
             return True
         question = (
@@ -334,13 +342,13 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         if not slicer.util.confirmOkCancelDisplay(question, "Install dependencies"):
             return False
-        plan = slicer_logic.install_plan(missing, slicer_logic.pinned_requirements())
+        plan = dependencies.install_plan(missing, dependencies.pinned_requirements())
         with showingErrors("Installing the dependencies failed"), slicer.util.WaitCursor():
-            slicer_logic.install_dependencies(plan)
+            dependencies.install_dependencies(plan)
             self.populateModels()
             self.populatePresets()
             self.ui.deviceSelector.clear()
-            self.ui.deviceSelector.addItems(slicer_logic.device_choices())
+            self.ui.deviceSelector.addItems(presentation.device_choices())
             return True
         return False
 
@@ -354,8 +362,11 @@ def showingErrors(action: str) -> Iterator[None]:
         slicer.util.errorDisplay(f"{action}: {error}")
 
 
-class LungLiverSegLogic(ScriptedLoadableModuleLogic, slicer_logic.LungLiverSegLogic):
-    """The Qt-free logic on Slicer's scene, plus the module's parameter node.
+class LungLiverSegLogic(SceneLogic, ScriptedLoadableModuleLogic):
+    """The Qt-free ``SceneLogic`` on Slicer's scene, plus the module's parameter node.
+
+    ``SceneLogic`` comes first: ``ScriptedLoadableModuleLogic.__init__`` calls ``super().__init__()``,
+    which must reach ``object``, not ``SceneLogic`` (it needs the scene).
 
     Usable from the Python console and scripts without the widget:
 
@@ -365,7 +376,7 @@ class LungLiverSegLogic(ScriptedLoadableModuleLogic, slicer_logic.LungLiverSegLo
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        slicer_logic.LungLiverSegLogic.__init__(self, slicer.mrmlScene)
+        SceneLogic.__init__(self, slicer.mrmlScene)
 
     def getParameterNode(self):
         return LungLiverSegParameterNode(super().getParameterNode())
@@ -383,7 +394,6 @@ class LungLiverSegTest(ScriptedLoadableModuleTest):
 
     def test_segment_edit_export(self) -> None:
         import shutil
-        from pathlib import Path
 
         import numpy as np
         import SampleData
@@ -428,7 +438,7 @@ class LungLiverSegTest(ScriptedLoadableModuleTest):
     def _ctModel(self):
         """The lungs model if installed, else any 3D CT model; skip when there is none."""
         models = [
-            entry for entry in slicer_logic.available_models() if entry.modality == "CT" and entry.dims == 3
+            entry for entry in presentation.available_models() if entry.modality == "CT" and entry.dims == 3
         ]
         if not models:
             self.skipTest("no 3D CT model is installed")

@@ -1,4 +1,5 @@
-"""Geometry: IJK/LPS/RAS matrices, orientation codes, exact reorientation, grids, resampling, crops.
+"""Geometry: IJK/LPS/RAS matrices, orientation codes, exact reorientation, grids, resampling, crops
+(the last two are test helpers in factories, checked here because other tests build on them).
 
 References are independent of the module: SimpleITK's own index-to-point transforms,
 ``sitk.DICOMOrient`` (same "points to" letter convention), SimpleITK slicing, and hand-computed cases.
@@ -11,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
+from factories import crop, resample_to_grid, resampled_grid
 from LungLiverSegLib import geometry
 from LungLiverSegLib.geometry import Grid, Image
 from scipy.spatial.transform import Rotation
@@ -123,7 +125,7 @@ def test_reorient_matches_simpleitk_dicom_orient(oblique, code):
     reference = geometry.from_sitk(sitk.DICOMOrient(geometry.to_sitk(oblique), code))
     assert geometry.orientation_code(result) == code
     assert np.array_equal(result.array, reference.array)
-    assert geometry.same_grid(result, reference, atol=1e-9)
+    assert geometry.same_grid(result, reference, tolerance=1e-9)
     assert result.metadata == oblique.metadata
 
 
@@ -175,14 +177,14 @@ def test_reorient_rejects_bad_codes(oblique, code):
 
 def test_resampled_grid_by_size_hand_computed():
     image = Image(np.zeros((10, 10, 10)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
-    grid = geometry.resampled_grid(image, size=(5, 20, 10))
+    grid = resampled_grid(image, size=(5, 20, 10))
     assert grid.size == (5, 20, 10)
     assert grid.spacing == (2.0, 0.5, 1.0)
     assert np.allclose(grid.origin, (0.5, -0.25, 0.0))
 
 
 def test_resampled_grid_by_spacing_keeps_the_field_of_view(oblique):
-    grid = geometry.resampled_grid(oblique, spacing=(1.5, 1.5, 1.5))
+    grid = resampled_grid(oblique, spacing=(1.5, 1.5, 1.5))
     assert grid.size == (3, 4, 10)  # round(7 * 0.7 / 1.5), round(6 * 0.9 / 1.5), round(5 * 3 / 1.5)
     first_edge = geometry.physical_point(oblique, (-0.5, -0.5, -0.5))
     last_edge = geometry.physical_point(oblique, np.array(oblique.size) - 0.5)
@@ -192,7 +194,7 @@ def test_resampled_grid_by_spacing_keeps_the_field_of_view(oblique):
 
 def test_resampled_grid_needs_exactly_one_of_spacing_and_size(oblique):
     with pytest.raises(ValueError, match="exactly one"):
-        geometry.resampled_grid(oblique)
+        resampled_grid(oblique)
 
 
 @pytest.mark.parametrize("size", [(13, 9, 11), (4, 5, 3)])
@@ -201,38 +203,38 @@ def test_torch_interpolate_lies_on_the_resampled_grid(size):
     kk, jj, ii = np.meshgrid(*(np.linspace(0, 1, n) for n in (7, 8, 9)), indexing="ij")
     smooth = np.sin(2 * ii) + np.cos(3 * jj) * kk
     image = Image(smooth, SPACING, ORIGIN, OBLIQUE)
-    grid = geometry.resampled_grid(image, size=size)
+    grid = resampled_grid(image, size=size)
     resized = F.interpolate(torch.from_numpy(smooth)[None, None], size=size[::-1], mode="trilinear")
-    by_sitk = geometry.resample_to_grid(image, grid, interpolator="linear").array
+    by_sitk = resample_to_grid(image, grid, interpolator="linear").array
     inside = (slice(1, -1),) * 3  # torch clamps beyond the outer voxel centres, SimpleITK does not
     assert np.allclose(resized[0, 0].numpy()[inside], by_sitk[inside], atol=1e-9)
 
 
 def test_nearest_resampling_onto_a_reoriented_grid_equals_reorient(oblique):
     target = geometry.reorient(oblique, "SPL")
-    result = geometry.resample_to_grid(oblique, geometry.grid_of(target), interpolator="nearest", default=-1)
+    result = resample_to_grid(oblique, geometry.grid_of(target), interpolator="nearest", default=-1)
     assert np.array_equal(result.array, target.array)
-    assert geometry.same_grid(result, target, atol=1e-9)
+    assert geometry.same_grid(result, target, tolerance=1e-9)
 
 
 def test_resample_to_grid_rejects_unknown_interpolator(oblique):
     with pytest.raises(ValueError, match="cubic"):
-        geometry.resample_to_grid(oblique, oblique, interpolator="cubic")
+        resample_to_grid(oblique, oblique, interpolator="cubic")
 
 
 def test_crop_keeps_voxels_in_place_like_simpleitk_slicing(oblique):
     box = (slice(1, 4), slice(2, None), slice(0, 5))
-    cropped = geometry.crop(oblique, box)
+    cropped = crop(oblique, box)
     reference = geometry.from_sitk(geometry.to_sitk(oblique)[0:5, 2:6, 1:4])
     assert np.array_equal(cropped.array, oblique.array[box])
-    assert geometry.same_grid(cropped, reference, atol=1e-9)
+    assert geometry.same_grid(cropped, reference, tolerance=1e-9)
 
 
 def test_crop_rejects_strided_or_short_boxes(oblique):
     with pytest.raises(ValueError, match="step 1"):
-        geometry.crop(oblique, (slice(None), slice(None), slice(0, 6, 2)))
+        crop(oblique, (slice(None), slice(None), slice(0, 6, 2)))
     with pytest.raises(ValueError, match="3 slices"):
-        geometry.crop(oblique, (slice(None), slice(None)))
+        crop(oblique, (slice(None), slice(None)))
 
 
 def test_bounding_box_with_margin_is_clipped():
@@ -247,10 +249,23 @@ def test_same_grid_compares_size_spacing_origin_and_direction(oblique):
     assert geometry.same_grid(oblique, geometry.grid_of(oblique))
     nudged = Grid(oblique.size, oblique.spacing, tuple(np.add(oblique.origin, 5e-5)), oblique.direction)
     assert geometry.same_grid(oblique, nudged)
-    assert not geometry.same_grid(oblique, nudged, atol=1e-6)
-    assert not geometry.same_grid(oblique, geometry.crop(oblique, (slice(0, 4), slice(None), slice(None))))
+    assert not geometry.same_grid(oblique, nudged, tolerance=1e-6)
+    assert not geometry.same_grid(oblique, crop(oblique, (slice(0, 4), slice(None), slice(None))))
     assert not geometry.same_grid(oblique, Image(oblique.array, (0.7, 0.9, 3.1), ORIGIN, OBLIQUE))
     assert not geometry.same_grid(oblique, Image(oblique.array, SPACING, ORIGIN, np.eye(3)))
+
+
+def test_grid_difference_says_what_differs_and_allows_float32_headers(oblique):
+    as_float32 = Image(
+        oblique.array, np.float32(SPACING), np.float32(ORIGIN), OBLIQUE.astype(np.float32)
+    )  # what a NIfTI header keeps
+    assert geometry.grid_difference(oblique, as_float32) is None
+    shifted = Image(oblique.array, SPACING, np.add(ORIGIN, (0.0, 2e-3, 0.0)), OBLIQUE)
+    assert (
+        geometry.grid_difference(oblique, shifted) == "origin (12.5, -40.25, 101.0) vs (12.5, -40.248, 101.0)"
+    )
+    thinner = Image(oblique.array[:4], SPACING, ORIGIN, OBLIQUE)
+    assert geometry.grid_difference(oblique, thinner) == "size (7, 6, 5) vs (7, 6, 4)"
 
 
 def test_as_volume_adds_one_slice_and_keeps_3d_untouched(oblique):

@@ -17,7 +17,15 @@ that peak RSS is each pipeline's own), in one invocation of this script:
 
 It prints both wall times, the ratio, both peak RSS values and the Dice between the outputs
 (ours against the baseline with and without the bundle's steps).
-``--large`` instead segments a generated 512x512x1000 CT to show it fits in memory.
+
+Other measurements, each instead of the comparison:
+
+* ``--large`` segments a generated 512x512x1000 CT to show it fits in memory;
+* ``--return-to-grid`` times the way back to the input grid of a chest CT's class probabilities
+  (``preprocess.probabilities_to_labels``) against ``F.interpolate`` + ``argmax``, each in its own
+  process, and checks that both give the same labels;
+* ``--startup`` times cold starts, median of 5: ``python -c pass``, ``lunglivseg --help`` and one
+  ``lunglivseg segment`` of a chest X-ray (``--xray``, model ``lungs-cxr-2d``), with the ratios.
 
     python bench/bench_segment.py --model lungs-ct-3d \
         --image ../shared/data/ct_lung_lctsc_full/Case_000_ct.nii.gz
@@ -38,6 +46,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "ct_lung_lctsc_full" / "Case_000_ct.nii.gz"
+DEFAULT_XRAY = REPO.parent / "shared" / "data" / "cxr_lung_montgomery" / "images" / "MCUCXR_0002_0.png"
+PROBABILITIES_SHAPE = (3, 154, 180, 240)
+"""Class probabilities of a 3-class model for a chest CT's body crop at 2x2x3 mm ..."""
+INPUT_GRID_SHAPE = (462, 360, 480)
+"""... and that crop at an input resolution of 0.98x0.98x1 mm (thin slices; LCTSC case 0's crop)."""
+STARTUP_RUNS = 5
 
 
 def run_ours(image: str, model: str, output: str, threads: int) -> dict:
@@ -142,28 +156,45 @@ def _write_nifti(labels, path: str) -> None:
     writer.write(path)
 
 
+def return_to_grid(method: str, output: str, threads: int) -> dict:
+    """Labels on the input grid from generated probabilities, by ``method``, saved to ``output``
+    (.npy) to compare the methods."""
+    import torch
+    import torch.nn.functional as F
+    from LungLiverSegLib.segmentation.preprocess import probabilities_to_labels
+
+    torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(PROBABILITIES_SHAPE, generator=generator)
+    probabilities = torch.softmax(F.avg_pool3d(logits[None], 5, 1, 2)[0] * 20, dim=0)  # smooth regions
+    start = time.perf_counter()
+    if method == "grid-ours":
+        labels = probabilities_to_labels(probabilities, INPUT_GRID_SHAPE)
+    elif method == "grid-interpolate":
+        upsampled = F.interpolate(
+            probabilities[None], INPUT_GRID_SHAPE, mode="trilinear", align_corners=False
+        )
+        labels = upsampled[0].argmax(0).to(torch.uint8).numpy()
+    else:  # the same process without the way back: the baseline of peak memory
+        labels = np.zeros(0, np.uint8)
+    seconds = time.perf_counter() - start
+    np.save(output, labels)
+    return {"seconds": seconds}
+
+
 def child(args: argparse.Namespace) -> None:
-    runner = run_ours if args.child == "ours" else run_monai
-    result = runner(args.image, args.model, args.output, args.threads)
+    if args.child.startswith("grid-"):
+        result = return_to_grid(args.child, args.output, args.threads)
+    else:
+        runner = run_ours if args.child == "ours" else run_monai
+        result = runner(args.image, args.model, args.output, args.threads)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 
 def in_child(which: str, image: str, model: str, output: str, threads: int) -> dict:
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        which,
-        "--image",
-        image,
-        "--model",
-        model,
-        "--output",
-        output,
-        "--threads",
-        str(threads),
-    ]
+    command = [sys.executable, __file__, "--child", which, "--image", image, "--model", model]
+    command += ["--output", output, "--threads", str(threads)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"{which} pipeline failed:\n{completed.stderr[-3000:]}")
@@ -213,19 +244,83 @@ def large(args: argparse.Namespace) -> None:
     )
 
 
+def compare_return_to_grid(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        runs = {
+            method: in_child(method, "", "", f"{folder}/{method}.npy", args.threads)
+            for method in ("grid-none", "grid-ours", "grid-interpolate")
+        }
+        differ = int((np.load(f"{folder}/grid-ours.npy") != np.load(f"{folder}/grid-interpolate.npy")).sum())
+    baseline, ours, theirs = runs.values()
+    print(f"probabilities {PROBABILITIES_SHAPE} -> labels {INPUT_GRID_SHAPE}, threads: {args.threads}")
+    print(f"peak RSS of the process without it: {baseline['peak_rss_mb']:7.0f} MB")
+    for name, result in (("probabilities_to_labels", ours), ("F.interpolate + argmax", theirs)):
+        extra = result["peak_rss_mb"] - baseline["peak_rss_mb"]
+        print(f"{name:24s}: {result['seconds']:6.2f} s   peak RSS {extra:+7.0f} MB")
+    print(f"time ratio (F.interpolate / ours): {theirs['seconds'] / ours['seconds']:.1f}x")
+    print(f"labels that differ (float rounding at near-ties): {differ} of {np.prod(INPUT_GRID_SHAPE)}")
+
+
+def startup(args: argparse.Namespace) -> None:
+    """Cold start-up times: each command in a new process, median of ``STARTUP_RUNS``."""
+    lunglivseg = str(Path(sys.executable).with_name("lunglivseg"))
+    with tempfile.TemporaryDirectory() as folder:
+        commands = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "lunglivseg --help": [lunglivseg, "--help"],
+            "lunglivseg segment (X-ray)": [
+                lunglivseg,
+                "segment",
+                args.xray,
+                f"{folder}/xray.nii.gz",
+                "--model",
+                "lungs-cxr-2d",
+                "--overwrite",
+                "--threads",
+                str(args.threads),
+            ],  # fmt: skip
+        }
+        medians = {}
+        for name, command in commands.items():
+            times = []
+            for _ in range(STARTUP_RUNS):
+                start = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True)
+                times.append(time.perf_counter() - start)
+            medians[name] = float(np.median(times))
+    base = medians["python -c pass"]
+    print(f"cold start, median of {STARTUP_RUNS} runs (X-ray: {args.xray}):")
+    for name, seconds in medians.items():
+        print(f"{name:28s}: {seconds:6.2f} s   ({seconds / base:5.1f}x python -c pass)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=str(DEFAULT_IMAGE))
     parser.add_argument("--model", default="lungs-ct-3d")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--large", action="store_true", help="segment a generated 512x512x1000 CT")
-    parser.add_argument("--child", choices=("ours", "monai"), help=argparse.SUPPRESS)
+    parser.add_argument("--xray", default=str(DEFAULT_XRAY), help="the chest X-ray for --startup")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--large", action="store_true", help="segment a generated 512x512x1000 CT")
+    which.add_argument(
+        "--return-to-grid", action="store_true", help="probabilities_to_labels vs F.interpolate"
+    )
+    which.add_argument("--startup", action="store_true", help="cold start-up times")
+    parser.add_argument(
+        "--child",
+        choices=("ours", "monai", "grid-none", "grid-ours", "grid-interpolate"),
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
     elif args.large:
         large(args)
+    elif args.return_to_grid:
+        compare_return_to_grid(args)
+    elif args.startup:
+        startup(args)
     else:
         compare(args)
 

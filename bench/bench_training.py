@@ -21,8 +21,10 @@ import monai.data
 import torch
 from LungLiverSegLib.bundle.networks import build_network
 from LungLiverSegLib.demo.phantom import make_phantom
-from LungLiverSegTraining.config import TrainingConfig, lungs_ct_3d
+from LungLiverSegTraining.config import TrainingConfig, load_config
+from LungLiverSegTraining.distributed import DistributedContext
 from LungLiverSegTraining.patches import KEYS, PatchDataset, augmentation, concatenate_samples, prepare_case
+from LungLiverSegTraining.progress_report import Reporter
 from LungLiverSegTraining.trainer import Run, train_step
 from monai.losses import DiceCELoss
 from monai.transforms import Compose, SelectItemsd
@@ -32,7 +34,7 @@ WARMUP_ITERATIONS = 2
 
 
 def bench_config(small: bool) -> TrainingConfig:
-    config = lungs_ct_3d()
+    config = load_config("lungs-ct-3d")
     if small:
         params = {**config.architecture["params"], "channels": [8, 16, 32, 64], "strides": [2, 2, 2]}
         config = replace(
@@ -55,7 +57,7 @@ def prepared_cases(config: TrainingConfig) -> list[dict]:
 
 def timed(
     batches: Iterable,
-    step: Callable[[torch.Tensor, torch.Tensor], None],
+    step: Callable[[torch.Tensor, torch.Tensor], object],
     iterations: int,
     device: torch.device,
 ) -> dict[str, float]:
@@ -86,18 +88,13 @@ def endless(loader: Iterable) -> Iterable:
 def ours(
     config: TrainingConfig, cases: list[dict], device: torch.device, iterations: int
 ) -> dict[str, float]:
-    network = new_network(config, device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    run = Run(
-        network, network, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    )
-    loss = DiceCELoss(to_onehot_y=True, softmax=True)
     patches = PatchDataset(cases, augmentation(config), config.seed)
     loader = torch.utils.data.DataLoader(
         patches, batch_size=config.batch_size, shuffle=True, collate_fn=concatenate_samples
     )
-    return timed(endless(loader), lambda x, y: train_step(run, x, y, loss, device), iterations, device)
+    silent = Reporter("none", total_steps=iterations, done_steps=0)
+    run = Run(config, device, DistributedContext(), silent, new_network(config, device), len(loader))
+    return timed(endless(loader), lambda x, y: train_step(run, x, y), iterations, device)
 
 
 def plain_monai(

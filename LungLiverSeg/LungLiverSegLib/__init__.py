@@ -11,9 +11,11 @@ first; a module may import from its own layer and the layers below, never above:
    dataset layout and export);
 4. composition: ``api``, ``demo``;
 5. front ends: ``cli`` and ``slicer_module``. Only ``slicer_module`` may import slicer, vtk or
-   qt; it imports torch-heavy code only inside functions, so the Slicer module loads before
-   torch is installed.
+   qt; it runs the ``cli`` in a child process and reads its JSON lines (``cli.events``), and
+   ``cli`` never imports it. Both import torch-heavy code only inside functions, so the Slicer
+   module loads before torch is installed and ``lunglivseg --help`` stays fast.
 
-Nothing here imports ``LungLiverSegTraining``: Training plugs its ``train`` command into the CLI
-through the ``lunglivseg.commands`` entry-point group.
+Nothing here imports ``LungLiverSegTraining``, not even inside a function: Training sits above
+the core and plugs its ``train`` command into the CLI through the ``lunglivseg.commands``
+entry-point group.
 """

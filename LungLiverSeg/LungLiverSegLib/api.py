@@ -3,7 +3,7 @@
     from LungLiverSegLib.api import segment
     labels = segment("ct.nii.gz", "lungs.seg.nrrd", model="lungs-ct-3d")
 
-Everything goes through ``inference.segment_image``; this module only adds file handling.
+Everything goes through ``segmentation.segment.segment_image``; this module only adds file handling.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.imageio import read_image, write_image, write_segmentation
+from LungLiverSegLib.imageio import read_image, write_segmentation
 from LungLiverSegLib.progress import Progress
 from LungLiverSegLib.segmentation.segment import LoadedModel, load_model, segment_image
-
-SEGMENTATION_SUFFIXES = (".seg.nrrd",)
 
 
 def segment(
@@ -40,6 +38,4 @@ def segment(
 
 def save_labels(path: str | Path, labels: Image, model: LoadedModel, *, overwrite: bool = False) -> Path:
     """Write labels: ``.seg.nrrd`` gets the bundle's segment names/colours/terminology."""
-    if str(path).lower().endswith(SEGMENTATION_SUFFIXES):
-        return write_segmentation(path, labels, model.bundle.labels, overwrite=overwrite)
-    return write_image(path, labels, overwrite=overwrite)
+    return write_segmentation(path, labels, model.bundle.labels, overwrite=overwrite)

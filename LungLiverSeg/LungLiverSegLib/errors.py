@@ -1,7 +1,8 @@
 """Errors a user can act on.
 
-Every front end (CLI, Python API, Slicer module) shows ``str(error)`` as a one-line message;
-a traceback is only for bugs. Messages name the file or field at fault and the fix.
+The CLI and the Slicer module show ``str(error)`` as a one-line message (the Python API raises
+it to the caller); a traceback is only for bugs. Messages name the file or field at fault and
+the fix. Other packages (Training) subclass ``LungLiverSegError`` for their own user errors.
 """
 
 from __future__ import annotations

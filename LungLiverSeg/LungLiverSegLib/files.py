@@ -1,9 +1,12 @@
 """Atomic file writes: readers (and a crash) see the old file or the whole new one, never half.
 
-Every writer in the project goes through ``atomic_output``: it hands out a hidden temporary
-path in the target's folder (same file system, so the final ``os.replace`` is atomic) and
-refuses to replace an existing file unless asked, because a user's data is never overwritten
-silently.
+Every file the project writes for others to read goes through ``atomic_output`` (or the two
+helpers below): images and label maps, dataset.json and cases.jsonl, reports, checkpoints and
+training curves. It hands out a hidden temporary path in the target's folder (same file system,
+so the final ``os.replace`` is atomic); with ``overwrite=False``, the default of the image
+writers, it refuses to replace an existing file, because a user's data is never overwritten
+unasked. A folder that is one unit (a model bundle) is written into a hidden staging folder
+instead and renamed into place as a whole.
 """
 
 from __future__ import annotations

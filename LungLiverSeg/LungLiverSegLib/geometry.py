@@ -59,7 +59,8 @@ class Image:
 
 @dataclass(frozen=True, eq=False)
 class Grid:
-    """Where voxels lie, without the voxels: the target of a resampling (same conventions as Image)."""
+    """Where voxels lie, without the voxels (same conventions as Image): what ``grid_of`` returns,
+    so that the functions here take an image or its grid alike."""
 
     size: tuple[int, ...]
     spacing: tuple[float, ...]
@@ -73,6 +74,17 @@ class Grid:
 
 
 Geometry = Image | Grid
+
+GRID_TOLERANCE = 1e-3
+"""How far spacing and origin (mm) and the direction cosines may differ on one voxel grid.
+
+Real headers round: NIfTI stores float32 (up to 1e-4 mm at 1600 mm from the origin), DICOM
+decimal strings (the CIP test series read by ITK vs its NRRD: 3e-4 mm in the origin, 5e-6 mm in
+the spacing), so a tolerance near float64 precision would refuse image/label pairs that belong
+together. A real mistake (another spacing, a crop, a shift, a flip) differs by a tenth of a
+millimetre or far more. A direction difference of 1e-3 (0.06 degrees) moves a point 100 mm away
+by 0.1 mm.
+"""
 
 LPS_PATIENT_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 # Orientation letter -> (patient axis in LPS order, whether the index axis points to +LPS).
@@ -175,71 +187,6 @@ def reorient(image: Image, code: str) -> Image:
     return _permute_and_flip(image, source_of, flipped)
 
 
-def resampled_grid(
-    image: Geometry, spacing: tuple[float, ...] | None = None, size: tuple[int, ...] | None = None
-) -> Grid:
-    """Grid covering the same field of view (outer voxel edges) with another spacing or size.
-
-    These are the semantics of ``torch.nn.functional.interpolate(..., align_corners=False)``, so a
-    tensor resized by torch can be put back on a physical grid. Give ``spacing`` or ``size`` (i, j, k).
-    When ``spacing`` is given, the size is rounded and the spacing then adjusted to keep the field
-    of view exact.
-    """
-    grid = grid_of(image)
-    if (spacing is None) == (size is None):
-        raise ValueError("give exactly one of spacing or size")
-    old_spacing, old_size = np.asarray(grid.spacing), np.asarray(grid.size)
-    if size is None:
-        size = tuple(max(1, round(n)) for n in old_size * old_spacing / np.asarray(spacing, dtype=float))
-    new_spacing = old_spacing * old_size / np.asarray(size, dtype=float)
-    shift = grid.direction @ ((new_spacing - old_spacing) / 2)
-    origin = np.asarray(grid.origin) + shift
-    return Grid(
-        tuple(int(n) for n in size),
-        tuple(new_spacing.tolist()),
-        tuple(origin.tolist()),
-        grid.direction.copy(),
-    )
-
-
-def resample_to_grid(
-    image: Image, grid: Geometry, *, interpolator: str = "linear", default: float = 0
-) -> Image:
-    """Resample onto any grid (any direction) with SimpleITK; ``"nearest"`` for label maps."""
-    methods = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
-    if interpolator not in methods:
-        raise ValueError(f"interpolator must be one of {sorted(methods)}, got {interpolator!r}")
-    target = grid_of(grid)
-    resampled = sitk.Resample(
-        to_sitk(image),
-        target.size,
-        sitk.Transform(),
-        methods[interpolator],
-        target.origin,
-        target.spacing,
-        target.direction.ravel().tolist(),
-        float(default),
-    )
-    result = from_sitk(resampled)
-    result.metadata = dict(image.metadata)
-    return result
-
-
-def crop(image: Image, box: tuple[slice, ...]) -> Image:
-    """Sub-image ``image.array[box]`` (slices in array order ``[k, j, i]``, step 1), voxels kept in place."""
-    if len(box) != image.ndim:
-        raise ValueError(f"crop box needs {image.ndim} slices, got {len(box)}")
-    ranges = [
-        piece.indices(length) for piece, length in zip(box, image.array.shape[: image.ndim], strict=True)
-    ]
-    if any(step != 1 for _, _, step in ranges):
-        raise ValueError(f"crop box slices must have step 1, got {box}")
-    start_ijk = [start for start, _, _ in ranges][::-1]
-    cropped = image.array[tuple(slice(start, stop) for start, stop, _ in ranges)].copy()
-    origin = tuple(physical_point(image, start_ijk))
-    return Image(cropped, image.spacing, origin, image.direction.copy(), dict(image.metadata))
-
-
 def bounding_box(mask: np.ndarray, margin_vox: tuple[int, ...]) -> tuple[slice, ...]:
     """Smallest box (slices in array order) holding every true voxel, grown by a margin, clipped."""
     if len(margin_vox) != mask.ndim:
@@ -254,15 +201,27 @@ def bounding_box(mask: np.ndarray, margin_vox: tuple[int, ...]) -> tuple[slice, 
     return tuple(box)
 
 
-def same_grid(a: Geometry, b: Geometry, atol: float = 1e-4) -> bool:
-    """True when both have the same size and (within ``atol``) spacing, origin and direction."""
+def grid_difference(a: Geometry, b: Geometry, tolerance: float = GRID_TOLERANCE) -> str | None:
+    """What makes the grids of ``a`` and ``b`` differ, e.g. ``"origin (0.0, 0.0) vs (5.0, 0.0)"``,
+    or None when they are one grid (same size; spacing, origin and direction within ``tolerance``)."""
     first, second = grid_of(a), grid_of(b)
-    return (
-        first.size == second.size
-        and np.allclose(first.spacing, second.spacing, atol=atol, rtol=0)
-        and np.allclose(first.origin, second.origin, atol=atol, rtol=0)
-        and np.allclose(first.direction, second.direction, atol=atol, rtol=0)
-    )
+    if first.size != second.size:
+        return f"size {first.size} vs {second.size}"
+    for name in ("spacing", "origin", "direction"):
+        ours, theirs = np.asarray(getattr(first, name)), np.asarray(getattr(second, name))
+        if not np.allclose(ours, theirs, atol=tolerance, rtol=0):
+            return f"{name} {_rounded(ours)} vs {_rounded(theirs)}"
+    return None
+
+
+def same_grid(a: Geometry, b: Geometry, tolerance: float = GRID_TOLERANCE) -> bool:
+    """True when ``a`` and ``b`` lie on one voxel grid (see ``grid_difference``)."""
+    return grid_difference(a, b, tolerance) is None
+
+
+def _rounded(values: np.ndarray) -> tuple[float, ...]:
+    """Six decimals: enough to show any difference above the tolerance, short enough to read."""
+    return tuple(round(float(value), 6) for value in values.ravel())
 
 
 def _padded_to_3d(grid: Grid) -> Grid:

@@ -39,3 +39,8 @@ class LabelInfo:
 
 
 LabelMap = dict[int, LabelInfo]
+
+
+def default_label_name(value: int) -> str:
+    """Name of a label value nobody named (a plain label file, an unmapped value): ``label_<value>``."""
+    return f"label_{value}"

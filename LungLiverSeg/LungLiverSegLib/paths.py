@@ -55,14 +55,26 @@ def pyproject() -> Path:
     return _first_existing(_layout_candidates("pyproject.toml"))
 
 
+def training_package() -> Path:
+    """The ``LungLiverSegTraining`` package folder: ``<repo>/Training/LungLiverSegTraining`` in
+    the source tree, beside ``LungLiverSegLib`` in an extension (or an installed wheel). Only a
+    location: the core never imports Training."""
+    return _first_existing(
+        [LIBRARY_PARENT.parent / "Training" / "LungLiverSegTraining", LIBRARY_PARENT / "LungLiverSegTraining"]
+    )
+
+
+def presets_dir() -> Path:
+    """Training's presets, ``<preset>.json`` each (the one list of preset names)."""
+    return training_package() / "presets"
+
+
 def python_path_entries() -> list[Path]:
     """Folders a child ``PythonSlicer`` needs on its path to import both packages.
 
     In the source tree Training lives in ``<repo>/Training``; in an extension it sits beside
     ``LungLiverSegLib`` already.
     """
-    training_parent = LIBRARY_PARENT.parent / "Training"
-    return [
-        LIBRARY_PARENT,
-        *([training_parent] if (training_parent / "LungLiverSegTraining").is_dir() else []),
-    ]
+    training = training_package()
+    extra = training.is_dir() and training.parent != LIBRARY_PARENT
+    return [LIBRARY_PARENT, *([training.parent] if extra else [])]

@@ -1,8 +1,11 @@
 """Progress reporting with ETA, and cooperative cancellation from another thread.
 
-Long work takes a ``Progress`` object and calls ``step``/``update``; a ``CancelToken`` set
-from another thread (a GUI button, a signal handler) makes the next ``check`` raise
-``Cancelled``. Both are plain Python so the CLI, the Slicer subprocess and tests share them.
+Long work takes a ``Progress`` object and calls ``update(stage, stage_fraction)`` as it goes;
+each call forwards the overall fraction and ETA to a callback and is a cancellation point: once a
+``CancelToken`` was cancelled from another thread (a GUI button, a signal handler), the next
+``update`` (or ``CancelToken.check``) raises ``Cancelled``. Both are plain Python with no
+dependencies, so the CLI (which the Slicer module runs as a child process), the Python API and
+the tests share them.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from LungLiverSegLib.bundle.model_json import load_bundle
 from LungLiverSegLib.evaluation.metrics import dice
 from LungLiverSegLib.geometry import same_grid
 from LungLiverSegLib.imageio.images import read_image
-from LungLiverSegLib.segmentation.segment import InputWarning, load_model, segment_image
+from LungLiverSegLib.segmentation.input_checks import InputWarning
+from LungLiverSegLib.segmentation.segment import load_model, segment_image
 
 MODELS = REPO_ROOT / "Resources" / "Models"
 CATALOGUE = json.loads((MODELS / "Models.json").read_text())["models"]

@@ -17,9 +17,11 @@ import pytest
 from factories import make_bundle, save_tiny_bundle
 from LungLiverSegLib.bundle.spec import InferenceSpec
 from LungLiverSegLib.cli import main
+from LungLiverSegLib.cli.segment import print_bar
 from LungLiverSegLib.demo.phantom import make_phantom
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio.images import read_image, read_segmentation, write_image
+from LungLiverSegLib.progress import ProgressEvent
 
 MODEL = "tiny-lungs"
 
@@ -187,3 +189,19 @@ def test_entry_point_is_installed():
         [Path(sys.executable).parent / "lunglivseg", "--help"], capture_output=True, text=True
     )
     assert completed.returncode == 0 and "segment" in completed.stdout and "evaluate" in completed.stdout
+
+
+def test_progress_bar_redraws_one_line_on_stderr_until_the_case_is_done(capsys):
+    print_bar(ProgressEvent(0.5, "inference", 2.0, 12.4), "case_with_a_name_longer_than_thirty.nii.gz")
+    print_bar(ProgressEvent(1.0, "postprocess", 4.0, 0.0), "ct.nrrd")
+    assert capsys.readouterr().err == (
+        "\rcase_with_a_name_longer_than_t [###############...............]  50% inference   ETA   12s"
+        "\rct.nrrd                        [##############################] 100% postprocess ETA    0s\n"
+    )
+
+
+def test_module_entry_point_runs_the_same_command():
+    completed = subprocess.run(
+        [sys.executable, "-m", "LungLiverSegLib.cli", "evaluate", "--help"], capture_output=True, text=True
+    )
+    assert completed.returncode == 0 and "--tolerance-mm" in completed.stdout

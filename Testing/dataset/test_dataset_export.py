@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from datetime import datetime
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 from LungLiverSegLib.dataset.export import (
     DatasetExportError,
-    add_export_command,
     correction_summary,
     export_case,
     read_dataset,
@@ -21,9 +19,8 @@ from LungLiverSegLib.dataset.export import (
 )
 from LungLiverSegLib.demo.phantom import PHANTOM_LABELS
 from LungLiverSegLib.geometry import Image, same_grid
-from LungLiverSegLib.imageio.images import read_image, write_image, write_segmentation
+from LungLiverSegLib.imageio.images import read_image, write_image
 from LungLiverSegLib.labels import LabelInfo
-from LungLiverSegLib.progress import CancelToken
 from LungLiverSegTraining.config import load_config
 from LungLiverSegTraining.dataset_reader import label_lookup, load_case, open_dataset
 
@@ -142,6 +139,30 @@ def test_labels_off_the_image_grid_are_refused(tmp_path: Path, image: Image) -> 
     with pytest.raises(DatasetExportError, match="proposal label is not on the image's grid"):
         export_case(tmp_path / "ds", "a", image, boxes(image), LABELS, proposal=cropped)
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_label_within_the_grid_tolerance_is_stored_on_the_image_grid(tmp_path: Path, image: Image) -> None:
+    """nnU-Net compares a label's header with its image's more strictly than export does."""
+    rounded = Image(boxes(image).array, SPACING, np.add(image.origin, 4e-4), image.direction)
+    export_case(tmp_path, "a", image, rounded, LABELS)
+    label = read_image(tmp_path / "labelsTr" / "a.nii.gz")
+    assert np.array_equal(label.origin, read_image(tmp_path / "imagesTr" / "a_0000.nii.gz").origin)
+
+
+def test_the_modality_names_the_nnunet_channel_and_is_kept(tmp_path: Path, image: Image) -> None:
+    """nnU-Net normalises a channel named "CT" as Hounsfield units and any other name per image."""
+    picture = Image(image.array[3], (0.2, 0.2), (0.0, 0.0))  # a 2D X-ray
+    lungs = picture.with_array((boxes(image).array[3] == 1).astype(np.uint8))
+    export_case(tmp_path / "cxr", "a", picture, lungs, LABELS, modality="CXR")
+    assert dataset_json(tmp_path / "cxr")["channel_names"] == {"0": "CXR"}
+    export_case(tmp_path / "cxr", "b", picture, lungs, LABELS)  # modality unknown: the dataset's stays
+    with pytest.raises(
+        DatasetExportError, match="channel_names is {'0': 'CXR'} but this export's images are CT"
+    ):
+        export_case(tmp_path / "cxr", "c", picture, lungs, LABELS, modality="CT")
+    assert [case.case_id for case in read_dataset(tmp_path / "cxr").cases] == ["a", "b"]
+    export_case(tmp_path / "ct", "a", image, boxes(image), LABELS, modality="CT")
+    assert dataset_json(tmp_path / "ct")["channel_names"] == {"0": "CT"}
 
 
 def test_label_values_outside_the_map_are_refused(tmp_path: Path, image: Image) -> None:
@@ -282,34 +303,6 @@ def test_folder_with_other_files_is_not_turned_into_a_dataset(tmp_path: Path, im
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(DatasetExportError, match="holds other files"):
         export_case(tmp_path, "a", image, boxes(image), LABELS)
-
-
-def test_command_line_export(tmp_path: Path, image: Image, capsys: pytest.CaptureFixture[str]) -> None:
-    write_image(tmp_path / "ct.nii.gz", image)
-    write_segmentation(tmp_path / "approved.seg.nrrd", boxes(image), LABELS)
-    write_image(tmp_path / "proposal.nii.gz", boxes(image, 2))
-    parser = argparse.ArgumentParser()
-    add_export_command(parser.add_subparsers())
-    root = tmp_path / "ds"
-    arguments = [str(tmp_path / "ct.nii.gz"), str(tmp_path / "approved.seg.nrrd"), str(root)]
-    args = parser.parse_args(
-        ["export", *arguments, "--case-id", "p1", "--proposal", str(tmp_path / "proposal.nii.gz")]
-    )
-    assert args.run(args, CancelToken()) == 0
-    assert "exported case p1" in capsys.readouterr().out
-    [record] = read_dataset(root).cases
-    assert record.source["path"] == str(tmp_path / "ct.nii.gz")
-    assert record.correction["lungs"]["dice"] == pytest.approx(0.8)
-    args = parser.parse_args(["export", *arguments, "--case-id", "p1"])
-    with pytest.raises(DatasetExportError, match="overwrite"):
-        args.run(args, CancelToken())
-    label_map_file = tmp_path / "labels.json"
-    label_map_file.write_text(json.dumps({"1": {"name": "lungs", "color": [1, 0, 0]}}))
-    write_image(tmp_path / "lungs.nii.gz", image.with_array((boxes(image).array == 1).astype(np.uint8)))
-    arguments = [str(tmp_path / "ct.nii.gz"), str(tmp_path / "lungs.nii.gz"), str(root)]
-    args = parser.parse_args(["export", *arguments, "--case-id", "p1", "--label-map", str(label_map_file)])
-    with pytest.raises(DatasetExportError, match="label 2 is 'liver' in the dataset but not defined"):
-        args.run(args, CancelToken())
 
 
 def test_a_missed_segment_is_recorded_with_infinite_hd95(tmp_path: Path, image: Image) -> None:

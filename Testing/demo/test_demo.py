@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from LungLiverSegLib.demo.run import merge_by_name, run_demo
+import pytest
+from LungLiverSegLib.demo.report import label_volumes_ml
+from LungLiverSegLib.demo.run import ModelRun, merge_by_name, run_demo
 from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.imageio.images import read_image
+from LungLiverSegLib.imageio.images import read_segmentation
 from LungLiverSegLib.labels import LabelInfo
 
 
@@ -24,18 +26,29 @@ def test_merge_takes_each_segment_from_the_first_model_that_has_it():
     assert all(value == info.value for value, info in label_map.items())
 
 
+@pytest.mark.slow
 def test_demo_with_the_phantom_model_writes_everything_a_user_looks_at(tmp_path):
-    summary = run_demo(tmp_path, models=["phantom-ct-3d"], device="cpu")
-    for name in ("phantom_ct.nii.gz", "phantom_segmentation.seg.nrrd", "overlay.png", "volumes.csv"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    labels = read_image(tmp_path / "phantom_segmentation.seg.nrrd")
+    result = run_demo(tmp_path, models=["phantom-ct-3d"], device="cpu")
+    files = (result.ct, result.segmentation, result.overlay, result.volumes_csv)
+    assert [path.name for path in files] == [
+        "phantom_ct.nii.gz",
+        "phantom_segmentation.seg.nrrd",
+        "overlay.png",
+        "volumes.csv",
+    ]
+    assert all(path.parent == tmp_path and path.stat().st_size > 0 for path in files)
+    labels, label_map = read_segmentation(result.segmentation)
     assert set(np.unique(labels.array)) == {0, 1, 2}
-    dice = {line.split()[0]: float(line.split()[2]) for line in summary.splitlines() if "Dice" in line}
-    assert dice["lungs"] > 0.9 and dice["liver"] > 0.85
+    assert result.volumes_ml == pytest.approx(label_volumes_ml(labels, label_map))
+    assert result.runs == (ModelRun("phantom-ct-3d", result.runs[0].version, "cpu"),)
+    assert result.agreement.keys() == {"lungs", "liver"}
+    assert result.agreement["lungs"].dice > 0.9 and result.agreement["liver"].dice > 0.85
+    assert all(score.run == result.runs[0] and 0 <= score.nsd <= 1 for score in result.agreement.values())
 
 
+@pytest.mark.slow
 def test_default_demo_takes_lungs_from_the_real_ct_model(tmp_path):
-    summary = run_demo(tmp_path, device="cpu")
-    lines = {line.split()[0]: line for line in summary.splitlines() if "Dice" in line}
-    assert "from lungs-ct-3d" in lines["lungs"] and float(lines["lungs"].split()[2]) > 0.95
-    assert "from phantom-ct-3d" in lines["liver"] and float(lines["liver"].split()[2]) > 0.85
+    result = run_demo(tmp_path, device="cpu")
+    assert [run.name for run in result.runs] == ["lungs-ct-3d", "phantom-ct-3d"]
+    assert result.agreement["lungs"].run.name == "lungs-ct-3d" and result.agreement["lungs"].dice > 0.95
+    assert result.agreement["liver"].run.name == "phantom-ct-3d" and result.agreement["liver"].dice > 0.85

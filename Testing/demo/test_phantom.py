@@ -111,6 +111,15 @@ def test_dataset_is_written_in_nnunet_layout(tmp_path):
     assert dataset["labels"] == {"background": 0, "lungs": 1, "liver": 2, "liver_tumour": 3}
     assert dataset["numTraining"] == 2 and dataset["file_ending"] == ".nii.gz"
     assert dataset["licence"] == "generated"
+    assert dataset["training"][1] == {
+        "image": "./imagesTr/phantom_001_0000.nii.gz",
+        "label": "./labelsTr/phantom_001.nii.gz",
+    }
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "dataset.json",
+        "imagesTr",
+        "labelsTr",
+    ]  # no temporaries
     for case in ("phantom_000", "phantom_001"):
         image = sitk.ReadImage(str(folder / "imagesTr" / f"{case}_0000.nii.gz"))
         labels = sitk.ReadImage(str(folder / "labelsTr" / f"{case}.nii.gz"))

@@ -46,11 +46,6 @@ TRUTH = box_labels(np.s_[2:8, 3:12, 2:9], np.s_[3:9, 14:22, 10:18])
 SHIFTED = box_labels(np.s_[2:8, 4:13, 2:9], np.s_[3:10, 14:22, 11:18])
 
 
-def test_case_name_strips_suffixes_and_nnunet_channel():
-    names = ["a.seg.nrrd", "b_0000.nii.gz", "c.nii", "d.NRRD", "e.mha", "f_0001.nii.gz"]
-    assert [evaluate.case_name(Path(n)) for n in names] == ["a", "b", "c", "d", "e", "f_0001"]
-
-
 def test_evaluate_pair_uses_physical_spacing(tmp_path):
     pred_path = write_labels(tmp_path / "pred.nii.gz", SHIFTED)
     gt_path = write_labels(tmp_path / "gt.nrrd", TRUTH)

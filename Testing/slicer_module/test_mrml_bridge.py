@@ -19,6 +19,7 @@ from LungLiverSegLib.labels import LabelInfo  # noqa: E402
 from LungLiverSegLib.slicer_module.mrml_bridge import (  # noqa: E402
     image_from_volume_node,
     labels_from_segmentation,
+    removing_added_nodes,
     segmentation_from_labels,
     volume_node_from_image,
 )
@@ -121,6 +122,43 @@ def test_linear_parent_transform_moves_the_image(scene, ct: Image, ct_node):
     ct_node.SetAndObserveTransformNodeID(transform_node.GetID())
     moved = image_from_volume_node(ct_node)
     np.testing.assert_allclose(moved.origin, np.add(ct.origin, (-10.0, 0.0, 0.0)))
+
+
+def test_nested_rotating_transforms_apply_outermost_last(scene, ct: Image, ct_node):
+    """The world matrix is parent-of-parent @ parent @ IJK-to-RAS: the order matters for rotations."""
+    outer, inner = np.eye(4), np.eye(4)
+    outer[:3, :3], outer[:3, 3] = oblique_direction(), (5.0, -3.0, 12.0)
+    inner[:3, :3], inner[:3, 3] = oblique_direction().T, (-20.0, 1.0, 0.0)
+    outer_node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    outer_node.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(outer))
+    inner_node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    inner_node.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(inner))
+    inner_node.SetAndObserveTransformNodeID(outer_node.GetID())
+    ct_node.SetAndObserveTransformNodeID(inner_node.GetID())
+    moved = image_from_volume_node(ct_node)
+    expected = outer @ inner @ geometry.ijk_to_ras_matrix(geometry.as_volume(ct))
+    np.testing.assert_allclose(geometry.ijk_to_ras_matrix(geometry.as_volume(moved)), expected, atol=1e-9)
+    np.testing.assert_array_equal(moved.array, ct.array)
+
+
+def test_rollback_removes_what_the_block_added_always_or_only_on_error(scene, ct_node):
+    before = node_ids(scene)
+    with removing_added_nodes(scene):
+        scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode").CreateDefaultDisplayNodes()
+    assert node_ids(scene) == before
+    with removing_added_nodes(scene, keep_on_success=True):
+        kept = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "kept")
+        kept.CreateDefaultDisplayNodes()
+    with_kept = node_ids(scene)
+    assert kept.GetID() in with_kept and len(with_kept) == len(before) + 2
+    with pytest.raises(InputImageError), removing_added_nodes(scene, keep_on_success=True):
+        scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "partial").CreateDefaultDisplayNodes()
+        raise InputImageError("failed half-way")
+    assert node_ids(scene) == with_kept
+
+
+def node_ids(scene) -> set[str]:
+    return {scene.GetNthNode(index).GetID() for index in range(scene.GetNumberOfNodes())}
 
 
 def test_2d_image_and_labels_become_one_slice_volumes(scene):

@@ -6,19 +6,28 @@ import os
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from LungLiverSegLib.cli import build_parser
+from LungLiverSegLib.cli.segment import print_done, progress_printer
+from LungLiverSegLib.cli.train_request import TrainRequest
 from LungLiverSegLib.paths import LIBRARY_PARENT, python_path_entries
+from LungLiverSegLib.progress import ProgressEvent
 from LungLiverSegLib.slicer_module.process import (
     CaseDone,
+    EpochValidated,
     ProcessResult,
     ProgressUpdate,
     ThreadedProcessRunner,
     child_environment,
     parse_line,
     segmentation_command,
+    training_command,
 )
+from LungLiverSegTraining.cli import add_train_command
+from LungLiverSegTraining.progress_report import Reporter
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="the tree-kill checks use POSIX signals")
 
@@ -73,14 +82,18 @@ def wait_until_gone(pid: int, timeout: float = 10.0) -> bool:
 
 
 def test_progress_lines_become_events_and_other_lines_go_to_the_log():
+    """The child prints with the segment command's own printers, as ``lunglivseg segment`` does."""
     recorder, result = run_to_end(
         """
-        import json, sys
+        import sys
+        from pathlib import Path
+        from LungLiverSegLib.cli.segment import print_done, progress_printer
+        from LungLiverSegLib.progress import ProgressEvent
         print("loading the model")
+        report = progress_printer("json")
         for fraction in (0.25, 1.0):
-            print(json.dumps({"event": "progress", "case": "ct.nrrd", "fraction": fraction,
-                              "stage": "inference", "elapsed_s": 1.0, "eta_s": 3.0}), flush=True)
-        print(json.dumps({"event": "done", "input": "in.nrrd", "output": "out.nrrd"}))
+            report(ProgressEvent(fraction, "inference", 1.0, 3.0), "ct.nrrd")
+        print_done("json", Path("in.nrrd"), Path("out.nrrd"))
         print("lunglivseg: warning: odd spacing", file=sys.stderr)
         """
     )
@@ -170,41 +183,83 @@ def test_cancel_lets_a_cooperative_child_end_cleanly():
     assert time.monotonic() - started < 5.0, "a cooperative child should not wait for the SIGKILL"
 
 
+def test_what_the_segment_command_prints_becomes_progress_and_done(capsys: pytest.CaptureFixture[str]):
+    report = progress_printer("json")
+    report(ProgressEvent(0.42317, "inference", 3.14159, 4.27), "2/3 ct.nrrd")
+    report(ProgressEvent(0.0, "load", 0.0, None), "3/3 ct2.nrrd")
+    print_done("json", Path("in/ct.nrrd"), Path("out/ct.seg.nrrd"))
+    lines = capsys.readouterr().out.splitlines()
+    assert [parse_line(line) for line in lines] == [
+        ProgressUpdate(0.4232, "inference", 4.3, "2/3 ct.nrrd"),
+        ProgressUpdate(0.0, "load", None, "3/3 ct2.nrrd"),
+        CaseDone(str(Path("in/ct.nrrd")), str(Path("out/ct.seg.nrrd"))),
+    ]
+
+
+def test_what_training_prints_becomes_progress_validation_and_done(capsys: pytest.CaptureFixture[str]):
+    reporter = Reporter("json", total_steps=40 * 5, done_steps=2 * 5)  # 40 epochs of 5 steps, resumed
+    reporter.step(epoch=3, step=5, steps=5, loss=0.410934, done_steps=15)
+    scores = {
+        "dice": {"lungs": 0.95, "liver": 0.91},
+        "nsd_2mm": {"lungs": 0.9, "liver": 0.8},
+        "mean_dice": 0.93,
+    }
+    reporter.epoch_end(
+        {"epoch": 3, "loss": 0.4, "lr": 0.003, "val": {**scores, "cases": 2, "cpu_time_s": 1.1}}
+    )
+    reporter.done(
+        {"bundle": "runs/x/bundle/x-v0.1.0", "best_epoch": 3, "best_mean_dice": 0.93, "training_time_s": 9.0}
+    )
+    step, validation, epoch, done = [parse_line(line) for line in capsys.readouterr().out.splitlines()]
+    assert step.eta_s is not None and step.eta_s >= 0  # 185 steps left at this process's speed
+    assert replace(step, eta_s=None) == ProgressUpdate(
+        0.075, "epoch 3/40, loss 0.41", None, epoch=3, loss=0.41093, epochs=40
+    )
+    assert validation == EpochValidated(3, 0.93, {"lungs": 0.95, "liver": 0.91})
+    assert epoch is None  # it repeats what the step and validation lines said
+    assert done == CaseDone("", "runs/x/bundle/x-v0.1.0")
+
+
 @pytest.mark.parametrize(
-    ("line", "expected"),
+    "line",
+    ['{"event": "other"}', "[1, 2]", "Traceback (most recent call last):", "lunglivseg: error: x"],
+)
+def test_other_lines_are_not_events(line: str):
+    assert parse_line(line) is None
+
+
+def test_the_cli_parses_the_segmentation_command_as_given():
+    python = "/slicer/bin/PythonSlicer"
+    command = segmentation_command(
+        python, Path("/in"), "/out", "lungs-ct-3d", "cuda", output_format=".seg.nrrd"
+    )
+    assert command[:3] == [python, "-m", "LungLiverSegLib.cli"]
+    args = build_parser().parse_args(command[3:])
+    assert (args.command, args.input, args.output) == ("segment", Path("/in"), Path("/out"))
+    assert (args.model, args.device, args.progress) == ("lungs-ct-3d", "cuda", "json")
+    assert args.format == ".seg.nrrd"
+    assert not args.overwrite
+    overwrite = segmentation_command("py", "in.nrrd", "out.nrrd", "m", overwrite=True)
+    assert build_parser().parse_args(overwrite[3:]).overwrite
+
+
+@pytest.mark.parametrize(
+    "request_",
     [
-        (
-            '{"event": "progress", "fraction": 0.5, "stage": "load", "eta_s": 2.5}',
-            ProgressUpdate(0.5, "load", 2.5),
+        TrainRequest(Path("data"), Path("run"), config="lungs-ct-3d"),
+        TrainRequest(Path("data"), Path("run"), resume=True, epochs=3, device="cpu", threads=2),
+        TrainRequest(
+            Path("/d"), Path("/r"), "cfg.json", init_from=Path("/m/x-v1"), seed=7, data_card=Path("c.md")
         ),
-        ('{"event": "done", "input": "a", "output": "b"}', CaseDone("a", "b")),
-        ('{"event": "other"}', None),
-        ("[1, 2]", None),
-        ("Traceback (most recent call last):", None),
     ],
 )
-def test_parse_line(line: str, expected: object):
-    assert parse_line(line) == expected
-
-
-def test_segmentation_command_runs_the_cli_module_with_json_progress():
-    command = segmentation_command(
-        "/slicer/bin/PythonSlicer",
-        Path("/tmp/in"),
-        "/tmp/out",
-        "lungs-ct-3d",
-        "cuda",
-        output_format=".seg.nrrd",
-    )
-    assert command[:4] == ["/slicer/bin/PythonSlicer", "-m", "LungLiverSegLib.cli", "segment"]
-    assert command[4:6] == ["/tmp/in", "/tmp/out"]
-    flags = dict(zip(command[6::2], command[7::2], strict=True))
-    assert flags == {
-        "--model": "lungs-ct-3d",
-        "--device": "cuda",
-        "--progress": "json",
-        "--format": ".seg.nrrd",
-    }
+def test_trainings_parser_reads_back_the_training_command(request_: TrainRequest):
+    """The command runs Training's own composition root; its parser reads back the same request."""
+    command = training_command("/slicer/bin/PythonSlicer", request_)
+    assert command[:3] == ["/slicer/bin/PythonSlicer", "-m", "LungLiverSegTraining"]
+    args = build_parser({"train": add_train_command}).parse_args(command[3:])
+    assert args.command == "train"
+    assert TrainRequest.from_args(args) == replace(request_, progress="json")
 
 
 def test_child_environment_makes_the_library_importable_without_an_installed_package():

@@ -36,8 +36,7 @@ from LungLiverSegLib.errors import BundleError, InputImageError  # noqa: E402
 from LungLiverSegLib.geometry import Image  # noqa: E402
 from LungLiverSegLib.imageio.images import read_image, read_segmentation, write_image  # noqa: E402
 from LungLiverSegLib.paths import USER_MODELS_ENV  # noqa: E402
-from LungLiverSegLib.slicer_module import logic as slicer_logic  # noqa: E402
-from LungLiverSegLib.slicer_module.logic import LungLiverSegLogic, SegmentationOutcome  # noqa: E402
+from LungLiverSegLib.slicer_module.logic import SceneLogic, SegmentationOutcome  # noqa: E402
 from LungLiverSegLib.slicer_module.mrml_bridge import labels_from_segmentation, volume_node_from_image  # noqa: E402
 from LungLiverSegLib.slicer_module.scene import create_headless_scene  # noqa: E402
 from scene_helpers import add_segment, assert_same_geometry, edit_segment, segment_id_named  # noqa: E402
@@ -115,8 +114,8 @@ def ct_node(scene, ct: Image):
 
 
 @pytest.fixture
-def logic(scene) -> LungLiverSegLogic:
-    return LungLiverSegLogic(scene)
+def logic(scene) -> SceneLogic:
+    return SceneLogic(scene)
 
 
 def segment_names(segmentation_node) -> list[str]:
@@ -229,7 +228,7 @@ write_image(args[1], image.with_array(np.full(image.array.shape, {value}, np.uin
 def test_failure_reports_the_cli_error_and_leaves_the_scene_alone(scene, ct_node, isolated: Path, tmp_path):
     python = fake_cli(tmp_path, "print('lunglivseg: error: not enough memory', file=sys.stderr); sys.exit(2)")
     node_count = scene.GetNumberOfNodes()
-    outcome = LungLiverSegLogic(scene, python=python).process(ct_node, MODEL, waitForCompletion=True)
+    outcome = SceneLogic(scene, python=python).process(ct_node, MODEL, waitForCompletion=True)
     assert outcome == SegmentationOutcome(error="lunglivseg: error: not enough memory")
     assert scene.GetNumberOfNodes() == node_count
     assert_no_debris(isolated)
@@ -238,14 +237,14 @@ def test_failure_reports_the_cli_error_and_leaves_the_scene_alone(scene, ct_node
 def test_labels_the_model_does_not_know_add_no_node(scene, ct_node, isolated: Path, tmp_path):
     python = fake_cli(tmp_path, WRITE_LABELS.format(value=9))
     node_count = scene.GetNumberOfNodes()
-    outcome = LungLiverSegLogic(scene, python=python).process(ct_node, MODEL, waitForCompletion=True)
+    outcome = SceneLogic(scene, python=python).process(ct_node, MODEL, waitForCompletion=True)
     assert "[9]" in outcome.error and not outcome.segmentation_nodes
     assert scene.GetNumberOfNodes() == node_count
     assert_no_debris(isolated)
 
 
 def test_rerun_into_a_node_keeps_the_users_segments_unless_replacing(scene, ct: Image, ct_node, tmp_path):
-    logic = LungLiverSegLogic(scene, python=fake_cli(tmp_path, WRITE_LABELS.format(value=2)))
+    logic = SceneLogic(scene, python=fake_cli(tmp_path, WRITE_LABELS.format(value=2)))
     mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
     mine.CreateDefaultDisplayNodes()
     add_segment(scene, mine, ct_node, "my notes", ct.array > 0)
@@ -259,7 +258,7 @@ def test_rerun_into_a_node_keeps_the_users_segments_unless_replacing(scene, ct: 
 
 
 def test_cancel_right_after_start_stops_the_child(scene, ct_node, isolated: Path, tmp_path):
-    logic = LungLiverSegLogic(scene, python=fake_cli(tmp_path, "import time; time.sleep(60)"))
+    logic = SceneLogic(scene, python=fake_cli(tmp_path, "import time; time.sleep(60)"))
     finished: list[SegmentationOutcome] = []
     node_count = scene.GetNumberOfNodes()
     assert logic.process(ct_node, MODEL, on_finished=finished.append) is None
@@ -405,45 +404,3 @@ def test_bundled_models_through_the_module(scene, logic, model):
     for value, reference in values.items():
         found, expected = found_array == value, np.isin(truth, reference)
         assert 2 * np.count_nonzero(found & expected) / (found.sum() + expected.sum()) > minimum
-
-
-def test_model_choice_shows_organs_dims_time_and_licence():
-    (entry,) = [entry for entry in slicer_logic.available_models() if entry.name == MODEL]
-    tooltip = slicer_logic.model_tooltip(entry)
-    assert "lungs, liver, liver_tumour" in tooltip
-    assert "3D CT model; CPU ~2 s per image" in tooltip
-    assert "Licence: Apache-2.0" in tooltip
-
-
-def test_device_choices_map_to_cli_devices():
-    choices = slicer_logic.device_choices()
-    assert choices[:2] == ["auto", "cpu"]
-    assert [slicer_logic.device_argument(choice) for choice in choices] == ["auto", "cpu", "cuda"][
-        : len(choices)
-    ]
-    assert slicer_logic.device_argument("cuda (NVIDIA H100, 70.2 GiB free)") == "cuda"
-
-
-def test_install_plan_uses_the_pins_of_pyproject():
-    requirements = slicer_logic.pinned_requirements()
-    assert requirements["monai"].startswith("monai==")
-    assert slicer_logic.missing_dependencies() == []
-    plan = slicer_logic.install_plan(["torch", "monai", "SimpleITK", "safetensors"], requirements)
-    assert plan.torch_requirement == requirements["torch"].removeprefix("torch")
-    assert plan.pip_requirements == (requirements["monai"], requirements["safetensors"])
-    assert slicer_logic.install_plan([], requirements).empty
-
-
-def test_progress_status_line():
-    update = slicer_logic.ProgressUpdate(0.423, "inference", 65.4, "2/3 ct.nrrd")
-    assert slicer_logic.describe_progress(update) == "inference 42%, about 1 min 5 s left (2/3 ct.nrrd)"
-    describe, update = slicer_logic.describe_progress, slicer_logic.ProgressUpdate
-    assert describe(update(0.0, "load", None)) == "load 0%"
-    assert describe(update(0.9, "save", 4.4)) == "save 90%, about 4 s left"
-
-
-def test_missing_pyproject_means_unpinned_installs(tmp_path: Path):
-    requirements = slicer_logic.pinned_requirements(tmp_path / "pyproject.toml")
-    assert requirements == {}
-    plan = slicer_logic.install_plan(["torch", "monai"], requirements)
-    assert plan == slicer_logic.InstallPlan("", ("monai",))

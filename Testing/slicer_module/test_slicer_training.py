@@ -1,8 +1,8 @@
 """Training from the module's logic: the real ``lunglivseg train`` in a real child process on tiny
 phantoms, its progress, the installed bundle, a failure, and cancel + resume.
 
-``train`` touches no MRML, but ``slicer_logic`` imports the MRML bridge: those tests need
-slicer-core. The parsing of the training lines needs nothing but the library.
+``train`` touches no MRML, but ``logic`` imports the MRML bridge: those tests need slicer-core.
+The parsing of the training lines and the run-folder rules need nothing but the library.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 from LungLiverSegLib.bundle.catalogue import list_models
+from LungLiverSegLib.cli.train_request import TrainRequest
 from LungLiverSegLib.demo.phantom import make_phantom_dataset
 from LungLiverSegLib.paths import USER_MODELS_ENV
+from LungLiverSegLib.slicer_module.presentation import describe_training
 from LungLiverSegLib.slicer_module.process import (
     CaseDone,
     EpochValidated,
     ProgressUpdate,
     parse_line,
-    training_command,
 )
+from LungLiverSegLib.slicer_module.training_job import default_run_folder, holds_training_run
 from LungLiverSegTraining.checkpoint import LAST, load_checkpoint
 from LungLiverSegTraining.config import config_to_json, load_config
 
@@ -56,14 +58,6 @@ def test_training_lines_become_events(line: str, expected: object):
     assert parse_line(line) == expected
 
 
-def test_training_command_passes_only_the_options_given():
-    command = training_command("py", "data", "cfg.json", "run", device="cpu", epochs=3, resume=True)
-    assert command == [
-        *("py", "-m", "LungLiverSegTraining", "train", "--dataset", "data", "--config", "cfg.json"),
-        *("--out", "run", "--device", "cpu", "--progress", "json", "--epochs", "3", "--resume"),
-    ]
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("dataset")
@@ -81,40 +75,29 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def slicer_logic():
-    """The logic module; it imports the MRML bridge, hence slicer-core."""
-    pytest.importorskip("slicer", reason="needs slicer-core (pip install 'slicer-core==5.11.*')")
-    from LungLiverSegLib.slicer_module import logic as slicer_logic
-
-    return slicer_logic
-
-
 @pytest.fixture
-def logic(slicer_logic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A logic without a scene (training needs none), installing into the test's own models folder."""
+def logic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A logic without a scene (training needs none), installing into the test's own models folder.
+
+    ``logic`` imports the MRML bridge, hence slicer-core."""
+    pytest.importorskip("slicer", reason="needs slicer-core (pip install 'slicer-core==5.11.*')")
+    from LungLiverSegLib.slicer_module.logic import SceneLogic
+
     monkeypatch.setenv(USER_MODELS_ENV, str(tmp_path / "models"))
-    return slicer_logic.LungLiverSegLogic(scene=None)
+    return SceneLogic(scene=None)
 
 
-def train(logic, dataset: Path, config_file: Path, out: Path, **options):
+def train(logic, dataset: Path, config_file: Path, out: Path, on_progress=None, **options):
+    """One run on the CPU with one thread; the outcome and every progress update it reported."""
     updates: list[ProgressUpdate] = []
-    outcome = logic.train(
-        dataset,
-        str(config_file),
-        out,
-        device="cpu",
-        threads=1,
-        waitForCompletion=True,
-        on_progress=updates.append,
-        **options,
-    )
+    request = TrainRequest(dataset, out, str(config_file), device="cpu", threads=1, **options)
+    outcome = logic.train(request, waitForCompletion=True, on_progress=on_progress or updates.append)
     return outcome, updates
 
 
-def test_training_reports_progress_and_installs_its_bundle(
-    slicer_logic, logic, dataset, config_file, tmp_path
-):
+@pytest.mark.slow
+@pytest.mark.slicer
+def test_training_reports_progress_and_installs_its_bundle(logic, dataset, config_file, tmp_path):
     outcome, updates = train(logic, dataset, config_file, tmp_path / "run")
 
     assert outcome.succeeded, outcome.error
@@ -126,9 +109,11 @@ def test_training_reports_progress_and_installs_its_bundle(
     assert 0.0 <= outcome.metrics["mean_dice"] <= 1.0
     installed = [(entry.name, entry.folder) for entry in list_models() if entry.error is None]
     assert (MODEL, outcome.bundle_folder) in installed
-    assert slicer_logic.describe_training(outcome).startswith(f"Installed {MODEL} 0.1.0: validation Dice ")
+    assert describe_training(outcome).startswith(f"Installed {MODEL} 0.1.0: validation Dice ")
 
 
+@pytest.mark.slow
+@pytest.mark.slicer
 def test_a_bad_dataset_fails_with_one_line(logic, config_file, tmp_path):
     outcome, updates = train(logic, tmp_path / "missing", config_file, tmp_path / "run")
 
@@ -137,8 +122,10 @@ def test_a_bad_dataset_fails_with_one_line(logic, config_file, tmp_path):
     assert "Traceback" not in outcome.error
 
 
+@pytest.mark.slow
+@pytest.mark.slicer
 def test_cancel_stops_the_process_and_resume_continues_from_the_checkpoint(
-    slicer_logic, logic, dataset, config_file, tmp_path
+    logic, dataset, config_file, tmp_path
 ):
     out = tmp_path / "run"
     cancelled: list[ProgressUpdate] = []
@@ -149,20 +136,13 @@ def test_cancel_stops_the_process_and_resume_continues_from_the_checkpoint(
             cancelled.append(update)
             logic.cancel()
 
-    outcome = logic.train(
-        dataset,
-        str(config_file),
-        out,
-        device="cpu",
-        epochs=EPOCHS_BEFORE_RESUME,
-        threads=1,
-        waitForCompletion=True,
-        on_progress=cancel_in_second_epoch,
+    outcome, _ = train(
+        logic, dataset, config_file, out, on_progress=cancel_in_second_epoch, epochs=EPOCHS_BEFORE_RESUME
     )
     assert outcome.cancelled and outcome.error is None
     with pytest.raises(ProcessLookupError):
         os.kill(logic.runner.pid, 0)
-    assert not (out / "bundle").exists() and slicer_logic.holds_training_run(out)
+    assert not (out / "bundle").exists() and holds_training_run(out)
     saved_epoch = load_checkpoint(out / LAST, torch.device("cpu"))["epoch"]
     assert 1 <= saved_epoch < EPOCHS_BEFORE_RESUME
 
@@ -172,10 +152,6 @@ def test_cancel_stops_the_process_and_resume_continues_from_the_checkpoint(
     assert updates[0].stage.startswith(f"epoch {saved_epoch + 1}/{EPOCHS_BEFORE_RESUME}, loss")
 
 
-def test_the_default_run_folder_sits_beside_the_dataset_and_is_named_after_the_config(slicer_logic):
-    assert slicer_logic.default_run_folder("/data/lungs", "lungs-ct-3d") == Path(
-        "/data/lungs-training/lungs-ct-3d"
-    )
-    assert slicer_logic.default_run_folder("/data/lungs", "/cfg/tiny.json") == Path(
-        "/data/lungs-training/tiny"
-    )
+def test_the_default_run_folder_sits_beside_the_dataset_and_is_named_after_the_config():
+    assert default_run_folder("/data/lungs", "lungs-ct-3d") == Path("/data/lungs-training/lungs-ct-3d")
+    assert default_run_folder("/data/lungs", "/cfg/tiny.json") == Path("/data/lungs-training/tiny")

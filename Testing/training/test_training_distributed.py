@@ -22,8 +22,9 @@ def test_torchrun_two_processes_train_and_reduce_validation(tmp_path):
         [
             sys.executable,
             "-c",
-            "import json; from LungLiverSegTraining.config import phantom_ct_3d, config_to_json; "
-            "c = config_to_json(phantom_ct_3d()); c.update(epochs=2, validate_every=1, val_fraction=0.34); "
+            "import json; from LungLiverSegTraining.config import load_config, config_to_json; "
+            "c = config_to_json(load_config('phantom-ct-3d')); "
+            "c.update(epochs=2, validate_every=1, val_fraction=0.34); "
             f"open({str(config)!r}, 'w').write(json.dumps(c))",
         ],
         check=True,

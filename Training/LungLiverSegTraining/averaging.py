@@ -3,15 +3,21 @@
 With a few hundred training images the network's weights still wander from epoch to epoch at
 the end of training, and the validation score with them; the mean of the final epochs' weights
 sits nearer the centre of that wide minimum and often generalises better than any single epoch
-(it did not for liver-ct-2d under a cosine schedule decaying to zero: docs/TRAINING.md). The
-trainer keeps a running mean of the weights at the end of each of the last
-``average_last_epochs`` epochs and, after the final one, puts the mean into the network, which
-is then validated and checkpointed like any other epoch (so best-epoch selection can pick it).
+(whether it did for the bundled models: docs/TRAINING.md). The trainer keeps a running mean of
+the weights at the end of each of the last ``average_last_epochs`` epochs and, after the final
+one, puts the mean into the network, which is then validated and checkpointed like any other
+epoch (so best-epoch selection can pick it).
+
+Not ``torch.optim.swa_utils.AveragedModel`` (a deep copy of the network, on the training device
+unless told otherwise, whose state would change the checkpoint format so that runs in progress
+could not resume): this mean is one CPU tensor per weight, restarts when an extended run moves
+its window, remembers its first epoch for the provenance, and checkpoints as plain tensors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -48,10 +54,10 @@ class WeightAverage:
     def describe(self, last_epoch: int) -> str:
         return f"mean of the weights of epochs {self.first_epoch}-{last_epoch}"
 
-    def state_dict(self) -> dict[str, object]:
+    def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "count": self.count, "first_epoch": self.first_epoch}
 
-    def load_state_dict(self, state: Mapping[str, object] | None) -> None:
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
         """Restore from a checkpoint (None: a checkpoint written before averaging existed)."""
         if state:
             self.mean = dict(state["mean"])

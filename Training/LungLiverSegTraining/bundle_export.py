@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,44 +52,44 @@ def hardware_description(device: torch.device, context: DistributedContext) -> s
     return f"{cpu}{gpu}, {context.world_size} training process(es), torch {torch.__version__}"
 
 
-def provenance(
-    *,
-    dataset: Path,
-    split: Split,
-    config: TrainingConfig,
-    command: str,
-    hardware: str,
-    training_time_s: float,
-    best_epoch: int,
-    weights: str,
-) -> dict[str, Any]:
-    return {
-        "dataset": str(dataset.resolve()),
-        "split": f"{len(split.train)} training / {len(split.val)} validation cases, {split.source}; "
-        f"validation cases: {', '.join(split.val)}",
-        "epochs": config.epochs,
-        "best_epoch": best_epoch,
-        "weights": weights,
-        "seed": config.seed,
-        "git_revision": git_revision(),
-        "command": command,
-        "hardware": hardware,
-        "training_time_s": round(training_time_s, 1),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+@dataclass(frozen=True)
+class Provenance:
+    """How a bundle was trained: its model.json ``provenance`` (the card's "Provenance")."""
+
+    dataset: Path
+    split: Split
+    config: TrainingConfig
+    command: str
+    hardware: str
+    training_time_s: float
+    best_epoch: int
+    weights: str
+
+    def to_json(self) -> dict[str, Any]:
+        split = self.split
+        return {
+            "dataset": str(self.dataset.resolve()),
+            "split": f"{len(split.train)} training / {len(split.val)} validation cases, {split.source}; "
+            f"validation cases: {', '.join(split.val)}",
+            "epochs": self.config.epochs,
+            "best_epoch": self.best_epoch,
+            "weights": self.weights,
+            "seed": self.config.seed,
+            "git_revision": git_revision(),
+            "command": self.command,
+            "hardware": self.hardware,
+            "training_time_s": round(self.training_time_s, 1),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
 
 
 def export_bundle(
-    out: Path,
-    template: ModelBundle,
-    state_dict: Mapping[str, torch.Tensor],
-    config: TrainingConfig,
-    provenance_fields: dict[str, Any],
-    validation: dict[str, Any],
+    out: Path, bundle: ModelBundle, state_dict: Mapping[str, torch.Tensor], config: TrainingConfig
 ) -> Path:
-    """Write ``<out>/bundle/<name>-v<version>/`` (replacing an earlier export of this run)."""
-    inference = replace(template.inference, unsure_ratio_limit=unsure_ratio_limit(validation))
-    bundle = replace(template, inference=inference, provenance=provenance_fields, validation=validation)
+    """Write ``<out>/bundle/<name>-v<version>/`` (replacing an earlier export of this run), with
+    the unsure-ratio warning limit calibrated on the bundle's validation."""
+    inference = replace(bundle.inference, unsure_ratio_limit=unsure_ratio_limit(bundle.validation))
+    bundle = replace(bundle, inference=inference)
     folder = out / "bundle" / f"{bundle.name}-v{bundle.version}"
     return save_bundle(folder, bundle, state_dict, training_card(bundle, config), overwrite=True)
 

@@ -1,25 +1,28 @@
 """Training checkpoints: everything needed to continue a run exactly where it stopped.
 
 A checkpoint holds the model, optimiser, scheduler and GradScaler state, the RNG states of
-torch (CPU and CUDA), numpy and Python, the epoch and the history. It is written to a temporary
-file and renamed (``os.replace``), so a crash mid-write never destroys the previous checkpoint.
+torch (CPU and CUDA), numpy and Python, the epoch and the history. It is written through
+``LungLiverSegLib.files.atomic_output`` (a temporary file, then a rename), so a crash mid-write
+never destroys the previous checkpoint.
 Everything in it is a tensor or a plain Python value, so it loads with ``weights_only=True``:
 no pickle is ever executed, even for our own files.
 """
 
 from __future__ import annotations
 
-import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from LungLiverSegLib.cli.train_request import LAST_CHECKPOINT
+from LungLiverSegLib.files import atomic_output
 
 from LungLiverSegTraining.errors import TrainingConfigError
 
-LAST = "checkpoint_last.pt"
+LAST = LAST_CHECKPOINT  # the core names it: the Slicer module looks for it without importing Training
 BEST = "checkpoint_best.pt"
 
 
@@ -35,6 +38,7 @@ def rng_states() -> dict[str, Any]:
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
+    """Put back the RNG states that ``rng_states`` took (CUDA's only where CUDA is available)."""
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -45,10 +49,9 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically: a temporary file in the same folder, then ``os.replace``."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    """Write ``state`` atomically, replacing the previous checkpoint of the same name."""
+    with atomic_output(path) as temporary:
+        torch.save(state, temporary)
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
@@ -57,5 +60,9 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
         raise TrainingConfigError(f"{path}: no checkpoint to resume from (train without --resume first)")
     try:
         return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:  # torch's message suggests weights_only=False: never
+        raise TrainingConfigError(
+            f"{path}: cannot read the checkpoint: not one that lunglivseg train wrote, or damaged"
+        ) from error
     except (RuntimeError, EOFError, OSError) as error:
         raise TrainingConfigError(f"{path}: cannot read the checkpoint: {error}") from error

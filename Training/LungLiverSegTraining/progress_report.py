@@ -1,7 +1,8 @@
 """What a training run tells the outside world: progress with ETA, curves, TensorBoard.
 
 * ``bar``: one updating text line on stderr (epoch, step, loss, ETA) and a line per validation;
-* ``json``: JSON lines on stdout, one per step / validation / the end, for the Slicer module;
+* ``json``: the JSON lines of ``LungLiverSegLib.cli.events`` on stdout (step, validation, epoch,
+  done), for the Slicer module and other programs;
 * ``curves.png``: loss and validation Dice per epoch, rewritten at every validation;
 * TensorBoard event files, only when ``torch.utils.tensorboard`` imports (it needs the optional
   ``tensorboard`` package, which is deliberately not a dependency).
@@ -9,8 +10,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,18 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from LungLiverSegLib.cli.events import Event, TrainingDone, TrainingEpoch, TrainingStep, TrainingValidation
+from LungLiverSegLib.files import atomic_output
+from LungLiverSegLib.tables import progress_bar
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-Event = dict[str, Any]
-EventCallback = Callable[[Event], None]
+EventCallback = Callable[[dict[str, Any]], None]
+"""Receives each event's JSON object (``Event.to_dict()``), as ``json`` mode prints it."""
 BAR_WIDTH = 24
 STEP_EVENT_INTERVAL_S = 0.5
 
 
 class Reporter:
-    """Turns training events into the chosen display, plus an optional Python callback."""
+    """Turns training events into the chosen display, plus an optional Python callback.
+
+    ``total_steps`` is the run's epochs times the steps of one epoch; ``done_steps`` those done
+    before this process started (a resumed run).
+    """
 
     def __init__(
         self,
@@ -56,6 +62,8 @@ class Reporter:
         return elapsed / done_here * (self.total_steps - done_steps)
 
     def step(self, epoch: int, step: int, steps: int, loss: float, done_steps: int) -> None:
+        """Step ``step`` of ``steps`` in ``epoch``; reported at most every STEP_EVENT_INTERVAL_S
+        seconds, and always at the end of an epoch."""
         now = time.monotonic()
         last = done_steps == self.total_steps or step == steps
         if not last and now - self.last_step_event < STEP_EVENT_INTERVAL_S:
@@ -63,18 +71,19 @@ class Reporter:
         self.last_step_event = now
         eta = self.eta_s(done_steps)
         self._emit(
-            {
-                "event": "step",
-                "epoch": epoch,
-                "step": step,
-                "steps": steps,
-                "loss": round(loss, 5),
-                "fraction": round(done_steps / self.total_steps, 4),
-                "eta_s": None if eta is None else round(eta, 1),
-            }
+            TrainingStep(
+                epoch=epoch,
+                epochs=self.total_steps // steps,
+                step=step,
+                steps=steps,
+                loss=round(loss, 5),
+                fraction=round(done_steps / self.total_steps, 4),
+                eta_s=None if eta is None else round(eta, 1),
+            )
         )
 
     def epoch_end(self, record: dict[str, Any]) -> None:
+        """The epoch's record (epoch, loss, lr, val: the validation scores or None, ...)."""
         if self.tensorboard is not None:
             self.tensorboard.add_scalar("loss/train", record["loss"], record["epoch"])
             self.tensorboard.add_scalar("lr", record["lr"], record["epoch"])
@@ -82,50 +91,50 @@ class Reporter:
                 self.tensorboard.add_scalar(f"dice/{name}", value, record["epoch"])
             self.tensorboard.flush()
         if record.get("val") is not None:
-            self._emit({"event": "validation", "epoch": record["epoch"], **record["val"]})
-        self._emit({"event": "epoch", **{k: v for k, v in record.items() if k != "val"}})
+            self._emit(TrainingValidation.from_dict({"epoch": record["epoch"], **record["val"]}))
+        self._emit(TrainingEpoch.from_dict({k: v for k, v in record.items() if k != "val"}))
 
     def done(self, summary: dict[str, Any]) -> None:
+        """The exported bundle and the best epoch (``TrainingDone``'s fields)."""
         if self.tensorboard is not None:
             self.tensorboard.close()
-        self._emit({"event": "done", **summary})
+        self._emit(TrainingDone(**summary))
 
     def _emit(self, event: Event) -> None:
         if self.callback is not None:
-            self.callback(event)
+            self.callback(event.to_dict())
         if self.mode == "json":
-            print(json.dumps(event), flush=True)
+            print(event.to_json(), flush=True)
         elif self.mode == "bar":
             _print_bar(event)
 
 
 def _print_bar(event: Event) -> None:
-    kind = event["event"]
-    if kind == "step":
-        filled = int(round(event["fraction"] * BAR_WIDTH))
-        eta = "--" if event["eta_s"] is None else f"{event['eta_s']:.0f}s"
-        print(
-            f"\repoch {event['epoch']:4d} step {event['step']:4d}/{event['steps']:<4d} "
-            f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {event['fraction']:4.0%} "
-            f"loss {event['loss']:.4f} ETA {eta:>6}",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-    elif kind == "validation":
-        dice = ", ".join(f"{name} {value:.3f}" for name, value in event["dice"].items())
-        print(
-            f"\nvalidation after epoch {event['epoch']}: Dice {dice} (mean {event['mean_dice']:.3f})",
-            file=sys.stderr,
-            flush=True,
-        )
-    elif kind == "done":
-        print(
-            f"\nbest mean Dice {event['best_mean_dice']:.3f} at epoch {event['best_epoch']}; "
-            f"bundle: {event['bundle']}",
-            file=sys.stderr,
-            flush=True,
-        )
+    """Steps redraw one line on stderr; a validation and the end each get a line of their own."""
+    match event:
+        case TrainingStep():
+            eta = "--" if event.eta_s is None else f"{event.eta_s:.0f}s"
+            print(
+                f"\repoch {event.epoch:4d} step {event.step:4d}/{event.steps:<4d} "
+                f"{progress_bar(event.fraction, BAR_WIDTH)} loss {event.loss:.4f} ETA {eta:>6}",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        case TrainingValidation():
+            dice = ", ".join(f"{name} {value:.3f}" for name, value in event.dice.items())
+            print(
+                f"\nvalidation after epoch {event.epoch}: Dice {dice} (mean {event.mean_dice:.3f})",
+                file=sys.stderr,
+                flush=True,
+            )
+        case TrainingDone():
+            print(
+                f"\nbest mean Dice {event.best_mean_dice:.3f} at epoch {event.best_epoch}; "
+                f"bundle: {event.bundle}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _tensorboard_writer(log_dir: Path) -> Any | None:
@@ -162,7 +171,6 @@ def write_curves(history: list[dict[str, Any]], path: Path) -> None:
         if axes.lines:
             axes.legend(fontsize=8)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    figure.savefig(temporary, dpi=80)
+    with atomic_output(path) as temporary:  # keeps the ".png" that tells matplotlib the format
+        figure.savefig(temporary, dpi=80)
     plt.close(figure)
-    os.replace(temporary, path)

@@ -1,4 +1,10 @@
-"""Learning-rate schedule: linear warm-up, then cosine decay to zero, stepped once per iteration."""
+"""Learning-rate schedule: linear warm-up, then cosine decay to zero, stepped once per iteration.
+
+Not MONAI's ``WarmupCosineSchedule``: its cosine part is the same, but its warm-up climbs from
+``warmup_multiplier`` (default 0: a first step that does not learn) in steps of
+``(1 - multiplier) / warmup_steps``, which no setting makes equal to this ramp,
+``(step + 1) / warmup_steps``; swapping it would change what every config trains.
+"""
 
 from __future__ import annotations
 

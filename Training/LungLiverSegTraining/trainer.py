@@ -2,16 +2,18 @@
 optional weight averaging over the final epochs, validation through the core, atomic best/last
 checkpoints, exact resume, DDP under torchrun.
 
-``train(TrainOptions(...))`` is what ``lunglivseg train`` calls; tests and the Slicer module
-call it directly (with an event callback and a cancel token).
+``train(TrainOptions(...))`` is what ``lunglivseg train`` calls (the Slicer module runs that
+command in a child process); Python callers and the tests call it directly, with an event
+callback and a cancel token.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from LungLiverSegLib.bundle.model_json import load_bundle
 from LungLiverSegLib.bundle.networks import build_network
 from LungLiverSegLib.bundle.spec import ModelBundle
 from LungLiverSegLib.bundle.weights import load_network
+from LungLiverSegLib.cli.train_request import TrainRequest
+from LungLiverSegLib.files import write_text_atomic
 from LungLiverSegLib.progress import CancelToken
 from LungLiverSegLib.segmentation.segment import resolve_device
 from monai.losses import DiceCELoss
@@ -29,7 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from LungLiverSegTraining import checkpoint as ckpt
 from LungLiverSegTraining.averaging import WeightAverage
-from LungLiverSegTraining.bundle_export import export_bundle, hardware_description, provenance
+from LungLiverSegTraining.bundle_export import Provenance, export_bundle, hardware_description
 from LungLiverSegTraining.config import TrainingConfig, config_from_json, config_to_json
 from LungLiverSegTraining.dataset_reader import (
     Dataset,
@@ -66,7 +70,10 @@ CURVES_FILE = "curves.png"
 
 @dataclass
 class TrainOptions:
-    """One training job. ``config`` may be None only with ``resume`` (the run's own is reused)."""
+    """One training job in this process: a ``TrainRequest`` (the ``train`` command) with its config
+    loaded, plus what no command line carries (an event callback, a cancel token). ``config`` may
+    be None only with ``resume`` (the run's own is reused); ``progress`` defaults to ``none`` here,
+    as a Python caller shows progress itself."""
 
     dataset: Path
     out: Path
@@ -81,6 +88,25 @@ class TrainOptions:
     cancel: CancelToken = field(default_factory=CancelToken)
     command: str = "LungLiverSegTraining.trainer.train (Python)"
 
+    @classmethod
+    def from_request(
+        cls, request: TrainRequest, config: TrainingConfig | None, cancel: CancelToken
+    ) -> TrainOptions:
+        """The job of a ``train`` command; its provenance is the command as it could be re-typed."""
+        return cls(
+            dataset=request.dataset,
+            out=request.out,
+            config=config,
+            resume=request.resume,
+            init_from=request.init_from,
+            device=request.device,
+            epochs=request.epochs,
+            seed=request.seed,
+            progress=request.progress,
+            cancel=cancel,
+            command=shlex.join(["lunglivseg", "train", *request.to_argv()]),
+        )
+
 
 @dataclass
 class TrainResult:
@@ -93,20 +119,46 @@ class TrainResult:
 
 @dataclass
 class Run:
-    """Everything that evolves during training (and goes into a checkpoint)."""
+    """One training run, kept together as nnU-Net's trainer keeps it on ``self``: where it runs
+    (config, device, DDP context, reporter), the network and what optimises it, and everything
+    that evolves during training (what a checkpoint holds)."""
 
+    config: TrainingConfig
+    device: torch.device
+    context: DistributedContext
+    reporter: Reporter
     network: torch.nn.Module
-    model: torch.nn.Module  # ``network``, wrapped in DDP when distributed
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
+    steps_per_epoch: InitVar[int]
+    model: torch.nn.Module = field(init=False)
+    """``network``, wrapped in DDP when distributed."""
+    optimizer: torch.optim.Optimizer = field(init=False)
+    scheduler: torch.optim.lr_scheduler.LRScheduler = field(init=False)
+    scaler: torch.amp.GradScaler = field(init=False)
+    loss_function: torch.nn.Module = field(init=False)
     history: list[dict[str, Any]] = field(default_factory=list)
     best_mean_dice: float = -1.0
     best_epoch: int = 0
     training_time_s: float = 0.0
     average: WeightAverage = field(default_factory=WeightAverage)
 
-    def state(self, config: TrainingConfig, epoch: int) -> dict[str, Any]:
+    def __post_init__(self, steps_per_epoch: int) -> None:
+        """AdamW with warm-up + cosine stepped per iteration, AMP's GradScaler (on CUDA), DiceCE."""
+        config, cuda = self.config, self.device.type == "cuda"
+        self.model = self.network
+        if self.context.enabled:
+            self.model = DistributedDataParallel(
+                self.network, device_ids=[self.device.index] if cuda else None
+            )
+        self.optimizer = torch.optim.AdamW(
+            self.network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.scheduler = warmup_cosine(
+            self.optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+        self.loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def state(self, epoch: int) -> dict[str, Any]:
         return {
             "model": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -119,11 +171,11 @@ class Run:
             "best_epoch": self.best_epoch,
             "training_time_s": self.training_time_s,
             "average": self.average.state_dict(),
-            "config": json.dumps(config_to_json(config)),
+            "config": json.dumps(config_to_json(self.config)),
         }
 
-    def restore(self, state: dict[str, Any]) -> int:
-        """Load a checkpoint's state; return the epoch it ended."""
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's state (``state``'s output)."""
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -133,7 +185,6 @@ class Run:
         self.best_mean_dice, self.best_epoch = state["best_mean_dice"], state["best_epoch"]
         self.training_time_s = state["training_time_s"]
         self.average.load_state_dict(state.get("average"))
-        return int(state["epoch"])
 
 
 def train(options: TrainOptions) -> TrainResult:
@@ -159,38 +210,43 @@ def _train(options: TrainOptions, device: torch.device, context: DistributedCont
     )
     patches = PatchDataset(cached, augmentation(config), config.seed)
     loader, sampler, generator = _loader(patches, config, context)
-    run = _run(network, config, len(loader), device, context)
-    start_epoch = run.restore(saved) + 1 if saved is not None else 1
+    start_epoch = 1 if saved is None else int(saved["epoch"]) + 1
     reporter = _reporter(options, context, config.epochs * len(loader), (start_epoch - 1) * len(loader))
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    run = Run(config, device, context, reporter, network, len(loader))
+    if saved is not None:
+        run.restore(saved)
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.monotonic()
         patches.set_epoch(epoch)
         generator.manual_seed(config.seed + epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
-        loss = _train_epoch(run, loader, loss_function, epoch, device, context, reporter, options.cancel)
-        record = {"epoch": epoch, "loss": loss, "lr": run.scheduler.get_last_lr()[0], "val": None}
-        _average_weights(run, config, epoch, loader, device, record)
+        loss = _train_epoch(run, loader, epoch, options.cancel)
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": loss,
+            "lr": run.scheduler.get_last_lr()[0],
+            "val": None,
+        }
+        _average_weights(run, epoch, loader, record)
         if epoch % config.validate_every == 0 or epoch == config.epochs:
             record["val"] = validate(run.network, template, val_cases, device, context)
         run.training_time_s += time.monotonic() - started
-        _end_epoch(run, record, config, options.out, context, reporter)
-    return _finish(run, options, config, template, dataset, split, device, context, reporter)
+        _end_epoch(run, record, options.out)
+    return _finish(run, options, template, dataset, split)
 
 
-def _average_weights(
-    run: Run, config: TrainingConfig, epoch: int, loader: DataLoader, device: torch.device, record: dict
-) -> None:
+def _average_weights(run: Run, epoch: int, loader: DataLoader, record: dict) -> None:
     """Fold this epoch's weights into the running mean while in the final ``average_last_epochs``
     (all epochs when a shorter run, e.g. ``--epochs 5``, has fewer); after the final epoch the
     network takes the mean (then validated like any epoch)."""
+    config = run.config
     window_start = max(1, config.epochs - config.average_last_epochs + 1)
     if config.average_last_epochs == 0 or epoch < window_start:
         return
     run.average.add(run.network, epoch, window_start)
     if epoch == config.epochs:
-        run.average.apply_to(run.network, loader, device)
+        run.average.apply_to(run.network, loader, run.device)
         record["weights"] = run.average.describe(epoch)
 
 
@@ -233,13 +289,19 @@ def _prepare_out_folder(options: TrainOptions, device: torch.device) -> dict[str
 
 
 def _effective_config(options: TrainOptions, saved: dict[str, Any] | None) -> TrainingConfig:
-    config = options.config if saved is None else config_from_json(json.loads(saved["config"]), "checkpoint")
+    """The run's config (the checkpoint's when resuming), with ``--epochs`` and ``--seed`` applied."""
+    if saved is None:
+        assert options.config is not None  # _prepare_out_folder refuses a new run without one
+        config = options.config
+    else:
+        config = config_from_json(json.loads(saved["config"]), "checkpoint")
     if saved is not None and options.seed is not None and options.seed != config.seed:
         raise TrainingConfigError(f"--seed {options.seed} differs from the resumed run's seed {config.seed}")
-    overrides = {
-        key: value for key, value in (("epochs", options.epochs), ("seed", options.seed)) if value is not None
-    }
-    return replace(config, **overrides).validate()
+    return replace(
+        config,
+        epochs=config.epochs if options.epochs is None else options.epochs,
+        seed=config.seed if options.seed is None else options.seed,
+    ).validate()
 
 
 def _split(
@@ -250,7 +312,7 @@ def _split(
         return split_from_json(json.loads(path.read_text(encoding="utf-8")))
     split = make_split(dataset, config.val_fraction, config.seed)
     if context.is_main:
-        path.write_text(json.dumps(split.to_json(), indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(path, json.dumps(split.to_json(), indent=2) + "\n")
     return split
 
 
@@ -289,7 +351,7 @@ def check_fits(source: ModelBundle, template: ModelBundle, path: Path) -> None:
 def _loader(
     patches: PatchDataset, config: TrainingConfig, context: DistributedContext
 ) -> tuple[DataLoader, DistributedSampler | None, torch.Generator]:
-    sampler = (
+    sampler: DistributedSampler | None = (
         DistributedSampler(patches, context.world_size, context.rank, shuffle=True, seed=config.seed)
         if context.enabled
         else None
@@ -308,36 +370,7 @@ def _loader(
     return loader, sampler, generator
 
 
-def _run(
-    network: torch.nn.Module,
-    config: TrainingConfig,
-    steps_per_epoch: int,
-    device: torch.device,
-    context: DistributedContext,
-) -> Run:
-    model = network
-    if context.enabled:
-        model = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(
-        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    scheduler = warmup_cosine(
-        optimizer, config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    return Run(network, model, optimizer, scheduler, scaler)
-
-
-def _train_epoch(
-    run: Run,
-    loader: DataLoader,
-    loss_function: torch.nn.Module,
-    epoch: int,
-    device: torch.device,
-    context: DistributedContext,
-    reporter: Reporter,
-    cancel: CancelToken,
-) -> float:
+def _train_epoch(run: Run, loader: DataLoader, epoch: int, cancel: CancelToken) -> float:
     """One pass over the training cases; returns the mean loss (over all ranks)."""
     run.model.train()
     total = torch.zeros(2, dtype=torch.float64)
@@ -345,25 +378,19 @@ def _train_epoch(
     for step, (images, labels) in enumerate(loader, start=1):
         cancel.check()
         loss = train_step(
-            run,
-            images.to(device, non_blocking=True),
-            labels.to(device, non_blocking=True),
-            loss_function,
-            device,
+            run, images.to(run.device, non_blocking=True), labels.to(run.device, non_blocking=True)
         )
         total += torch.tensor([loss, 1.0], dtype=torch.float64)
-        reporter.step(epoch, step, steps, loss, (epoch - 1) * steps + step)
-    total = sum_across_ranks(total, context)
+        run.reporter.step(epoch, step, steps, loss, (epoch - 1) * steps + step)
+    total = sum_across_ranks(total, run.context)
     return float(total[0] / total[1])
 
 
-def train_step(
-    run: Run, images: torch.Tensor, labels: torch.Tensor, loss_function: torch.nn.Module, device: torch.device
-) -> float:
+def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Forward, loss, backward and update (mixed precision on CUDA); returns the loss."""
     run.optimizer.zero_grad(set_to_none=True)
-    with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-        loss = loss_function(run.model(images), labels)
+    with torch.autocast("cuda", dtype=torch.float16, enabled=run.device.type == "cuda"):
+        loss = run.loss_function(run.model(images), labels)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
@@ -371,59 +398,45 @@ def train_step(
     return float(loss.detach())
 
 
-def _end_epoch(
-    run: Run,
-    record: dict[str, Any],
-    config: TrainingConfig,
-    out: Path,
-    context: DistributedContext,
-    reporter: Reporter,
-) -> None:
+def _end_epoch(run: Run, record: dict[str, Any], out: Path) -> None:
     """Record the epoch; rank 0 writes the last (and, if improved, best) checkpoint and the curves."""
     run.history.append(record)
     improved = record["val"] is not None and record["val"]["mean_dice"] > run.best_mean_dice
     if improved:
         run.best_mean_dice, run.best_epoch = record["val"]["mean_dice"], record["epoch"]
-    if context.is_main:
-        state = run.state(config, record["epoch"])
+    if run.context.is_main:
+        state = run.state(record["epoch"])
         ckpt.save_checkpoint(out / ckpt.LAST, state)
         if improved:
             ckpt.save_checkpoint(out / ckpt.BEST, state)
         if record["val"] is not None:
             write_curves(run.history, out / CURVES_FILE)
-        reporter.epoch_end(record)
-    barrier(context)
+        run.reporter.epoch_end(record)
+    barrier(run.context)
 
 
 def _finish(
-    run: Run,
-    options: TrainOptions,
-    config: TrainingConfig,
-    template: ModelBundle,
-    dataset: Dataset,
-    split: Split,
-    device: torch.device,
-    context: DistributedContext,
-    reporter: Reporter,
+    run: Run, options: TrainOptions, template: ModelBundle, dataset: Dataset, split: Split
 ) -> TrainResult:
     """Rank 0 exports the best checkpoint's weights as a bundle with provenance and metrics."""
     folder = options.out / "bundle" / f"{template.name}-v{template.version}"
-    if context.is_main:
+    if run.context.is_main:
         best = ckpt.load_checkpoint(options.out / ckpt.BEST, torch.device("cpu"))
         best_record = next(r for r in run.history if r["epoch"] == run.best_epoch)
-        fields = provenance(
+        provenance = Provenance(
             dataset=dataset.root,
             split=split,
-            config=config,
+            config=run.config,
             command=options.command,
-            hardware=hardware_description(device, context),
+            hardware=hardware_description(run.device, run.context),
             training_time_s=run.training_time_s,
             best_epoch=run.best_epoch,
             weights=best_record.get("weights", f"those at the end of epoch {run.best_epoch}"),
         )
         validation = {**best_record["val"], "epoch": run.best_epoch}
-        folder = export_bundle(options.out, template, best["model"], config, fields, validation)
-        reporter.done(
+        bundle = replace(template, provenance=provenance.to_json(), validation=validation)
+        folder = export_bundle(options.out, bundle, best["model"], run.config)
+        run.reporter.done(
             {
                 "bundle": str(folder),
                 "best_epoch": run.best_epoch,
@@ -431,5 +444,5 @@ def _finish(
                 "training_time_s": run.training_time_s,
             }
         )
-    barrier(context)
+    barrier(run.context)
     return TrainResult(folder, run.history, run.best_epoch, run.best_mean_dice, run.training_time_s)

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from LungLiverSegLib.bundle.spec import ModelBundle
 from LungLiverSegLib.evaluation.metrics import compute_label_metrics, nsd_key
 from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.segmentation.segment import HISTOGRAM_TOLERANCE, InputWarning, LoadedModel, segment_image
+from LungLiverSegLib.segmentation.input_checks import HISTOGRAM_TOLERANCE, InputWarning
+from LungLiverSegLib.segmentation.segment import LoadedModel, segment_image
 
 from LungLiverSegTraining.config import TrainingConfig
 from LungLiverSegTraining.dataset_reader import Dataset, label_lookup, load_case
@@ -105,7 +107,7 @@ def validate(
     return result
 
 
-def unsure_ratio_limit(validation: dict[str, object]) -> float | None:
+def unsure_ratio_limit(validation: Mapping[str, Any]) -> float | None:
     """The warning limit a bundle gets: twice the validation images' 95th percentile of
     ``unsure_ratio`` (a few unusual validation images may exceed it; inputs unlike the training
     data exceed it by far: see docs/MODELS.md)."""

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio.images import read_image
-from LungLiverSegLib.segmentation.segment import InputWarning, load_model, segment_image
+from LungLiverSegLib.segmentation.input_checks import InputWarning
+from LungLiverSegLib.segmentation.segment import load_model, segment_image
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ABDOMEN = DATA / "ct_abdomen_totalseg_example"

@@ -11,9 +11,10 @@ numbers can be reproduced:
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
+
+from LungLiverSegLib.dataset import layout
 
 VALIDATION_CASES = ("Case_008", "Case_009")
 
@@ -25,25 +26,23 @@ def prepare(source: Path, target: Path) -> Path:
     )
     if not cases:
         raise SystemExit(f"{source}: no Case_XXX_ct.nii.gz files")
-    for folder in ("imagesTr", "labelsTr"):
-        (target / folder).mkdir(parents=True, exist_ok=True)
     for case in cases:
-        _link(source / f"{case}_ct.nii.gz", target / "imagesTr" / f"{case}_0000.nii.gz")
-        _link(source / f"{case}_lungs.nii.gz", target / "labelsTr" / f"{case}.nii.gz")
-    dataset = {
-        "name": "LCTSC lungs (2 x 2 x 3 mm)",
-        "description": "TCIA LCTSC 2017 chest CTs with lung labels (CC BY 3.0; cite LCTSC and TCIA)",
-        "channel_names": {"0": "CT"},
-        "labels": {"background": 0, "lungs": 1},
-        "numTraining": len(cases),
-        "file_ending": ".nii.gz",
-        "split": {"train": [c for c in cases if c not in VALIDATION_CASES], "val": list(VALIDATION_CASES)},
-    }
-    (target / "dataset.json").write_text(json.dumps(dataset, indent=2))
+        _link(source / f"{case}_ct.nii.gz", layout.image_path(target, case))
+        _link(source / f"{case}_lungs.nii.gz", layout.label_path(target, case))
+    description = layout.dataset_json(
+        name="LCTSC lungs (2 x 2 x 3 mm)",
+        description="TCIA LCTSC 2017 chest CTs with lung labels (CC BY 3.0; cite LCTSC and TCIA)",
+        modality="CT",
+        labels={1: "lungs"},
+        case_ids=cases,
+        split={"train": [c for c in cases if c not in VALIDATION_CASES], "val": list(VALIDATION_CASES)},
+    )
+    layout.write_dataset_json(target, description)
     return target
 
 
 def _link(source: Path, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(source.resolve())

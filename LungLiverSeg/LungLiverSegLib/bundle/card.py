@@ -7,12 +7,7 @@ from typing import Any
 
 from LungLiverSegLib.bundle.model_json import _intensity_to_json, _optional_list
 from LungLiverSegLib.bundle.spec import ModelBundle
-
-
-def _markdown_table(rows: list[tuple[str, ...]]) -> list[str]:
-    header, *body = rows
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in body]
+from LungLiverSegLib.tables import markdown_table
 
 
 def _metric_rows(validation: Mapping[str, Any]) -> list[tuple[str, ...]]:
@@ -23,12 +18,12 @@ def _metric_rows(validation: Mapping[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-def _card_labels(bundle: ModelBundle) -> list[str]:
+def _card_labels(bundle: ModelBundle) -> str:
     rows = [("value", "segment", "SNOMED-CT type")]
     rows += [
         (str(value), label.name, " / ".join(label.type or ("-",))) for value, label in bundle.labels.items()
     ]
-    return _markdown_table(rows)
+    return markdown_table(rows)
 
 
 def _card_preprocessing(bundle: ModelBundle) -> list[str]:
@@ -49,7 +44,7 @@ def _card_preprocessing(bundle: ModelBundle) -> list[str]:
 def model_card(bundle: ModelBundle) -> str:
     """A README.md generated from the bundle's fields, for bundles written without a hand-made card."""
     provenance = [f"- {key}: {value}" for key, value in bundle.provenance.items()] or ["- not recorded"]
-    metrics = _markdown_table(_metric_rows(bundle.validation)) if bundle.validation else ["Not validated."]
+    metrics = markdown_table(_metric_rows(bundle.validation)) if bundle.validation else "Not validated."
     lines = [
         f"# {bundle.title}",
         "",
@@ -64,7 +59,7 @@ def model_card(bundle: ModelBundle) -> str:
         "",
         "## Labels",
         "",
-        *_card_labels(bundle),
+        _card_labels(bundle),
         "",
         "## Preprocessing and post-processing",
         "",
@@ -76,7 +71,7 @@ def model_card(bundle: ModelBundle) -> str:
         "",
         "## Validation",
         "",
-        *metrics,
+        metrics,
         "",
         "## Limits",
         "",

@@ -8,7 +8,6 @@ failed or interrupted one never leaves a half-installed model that would later b
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -28,9 +27,10 @@ from LungLiverSegLib.bundle.spec import (
     TextRule,
     semver_key,
 )
-from LungLiverSegLib.bundle.weights import move_into_place
 from LungLiverSegLib.errors import BundleError
+from LungLiverSegLib.jsonio import read_json
 from LungLiverSegLib.paths import bundled_models_dir, user_models_dir
+from LungLiverSegLib.tables import text_table
 
 CATALOGUE_FILE = "Models.json"
 SUPPORTED_CATALOGUE_VERSIONS = (1,)
@@ -93,10 +93,7 @@ def _bundled_entries() -> list[CatalogueEntry]:
     catalogue_path = models_dir / CATALOGUE_FILE
     if not catalogue_path.is_file():
         return []
-    try:
-        top = JsonFields(json.loads(catalogue_path.read_text(encoding="utf-8")), catalogue_path)
-    except (OSError, json.JSONDecodeError) as error:
-        raise BundleError(f"{catalogue_path}: cannot read the model catalogue: {error}") from error
+    top = JsonFields(read_json(catalogue_path, BundleError, "the model catalogue"), catalogue_path)
     top.schema_version(SUPPORTED_CATALOGUE_VERSIONS)
     models = top.get("models")
     if not isinstance(models, list):
@@ -257,6 +254,8 @@ def _stage(path: Path, staging: Path) -> Path:
 def import_model(path: str | Path, *, overwrite: bool = False) -> CatalogueEntry:
     """Validate a bundle folder or .zip (checksum included) and install it as
     ``<user dir>/<name>-v<version>/``, atomically; an installed same version needs ``overwrite``."""
+    from LungLiverSegLib.bundle.weights import move_into_place  # torch: not for listing models
+
     path = Path(path)
     if not path.exists():
         raise BundleError(f"{path}: no such bundle folder or .zip")
@@ -305,9 +304,4 @@ def format_models_table(entries: list[CatalogueEntry]) -> str:
             "install one with `lunglivseg models import <bundle folder or .zip>`"
         )
     header = ("name", "version", "dims", "modality", "segments", "CPU s", "GPU s", "source", "title")
-    rows = [header, *(_table_row(entry) for entry in entries)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        for row in rows
-    )
+    return text_table([header, *(_table_row(entry) for entry in entries)], align="l" * len(header))

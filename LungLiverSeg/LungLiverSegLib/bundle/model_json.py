@@ -10,7 +10,6 @@ checked against model.json before a single tensor is read.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 from LungLiverSegLib.bundle.json_fields import JsonFields
 from LungLiverSegLib.bundle.spec import (
     AXIS_LETTER_PAIRS,
-    HASH_CHUNK_BYTES,
     INTENSITY_TYPES,
     MODALITIES,
     MODEL_JSON,
@@ -41,6 +39,7 @@ from LungLiverSegLib.bundle.spec import (
     check_architecture_name,
 )
 from LungLiverSegLib.errors import BundleError
+from LungLiverSegLib.jsonio import read_json
 from LungLiverSegLib.labels import ANATOMICAL_STRUCTURE, CodeTriple, LabelInfo, LabelMap
 
 # --------------------------------------------------------------------------------------------
@@ -203,14 +202,18 @@ def _parse_architecture(fields: JsonFields) -> ArchitectureSpec:
     return ArchitectureSpec(name=name, params=fields.mapping("params"))
 
 
-def bundle_from_json(data: object, source: str | Path) -> ModelBundle:
-    """Parse and validate a model.json document; ``source`` names it in error messages."""
+def bundle_from_json(data: object, source: str | Path, *, with_weights: bool = True) -> ModelBundle:
+    """Parse and validate a model.json document; ``source`` names it in error messages.
+
+    ``with_weights=False`` reads a model without a ``weights`` section: a training config's
+    bundle-to-be, whose weights do not exist yet. Its ``weights_sha256`` stays empty, which no
+    file's checksum matches, so it cannot pass for a bundle with weights.
+    """
     top = JsonFields(data, source)
     top.schema_version(SUPPORTED_SCHEMA_VERSIONS)
     dims = top.choice("dims", (2, 3))
     labels = parse_labels(top.child("labels"))
-    weights = top.child("weights")
-    return ModelBundle(
+    bundle = ModelBundle(
         name=top.text("name", NAME_RULE),
         version=top.text("version", SEMVER_RULE),
         title=top.text("title"),
@@ -226,6 +229,12 @@ def bundle_from_json(data: object, source: str | Path) -> ModelBundle:
         postprocessing=_parse_postprocessing(top.child("postprocessing"), labels),
         provenance=top.mapping("provenance"),
         validation=top.mapping("validation"),
+    )
+    if not with_weights:
+        return bundle
+    weights = top.child("weights")
+    return replace(
+        bundle,
         weights_file=weights.text("file", WEIGHTS_NAME_RULE),
         weights_sha256=weights.text("sha256", SHA256_RULE),
     )
@@ -324,12 +333,9 @@ def bundle_to_json(bundle: ModelBundle) -> dict[str, Any]:
 
 
 def sha256_of_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks so large weights never sit in memory twice."""
-    digest = hashlib.sha256()
+    """Hex sha256 of a file, read in chunks (``hashlib.file_digest``), never whole into memory."""
     with path.open("rb") as stream:
-        while chunk := stream.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _checksum_error(bundle: ModelBundle, actual: str) -> BundleError:
@@ -338,13 +344,6 @@ def _checksum_error(bundle: ModelBundle, actual: str) -> BundleError:
         f"(expected {bundle.weights_sha256}, got {actual}); the file is corrupt or was altered, "
         "re-download or re-import the bundle"
     )
-
-
-def _read_model_json(json_path: Path) -> object:
-    try:
-        return json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BundleError(f"{json_path}: cannot read model.json: {error}") from error
 
 
 def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> ModelBundle:
@@ -357,7 +356,8 @@ def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> ModelBundl
     json_path = path / MODEL_JSON if path.is_dir() else path
     if not json_path.is_file():
         raise BundleError(f"{path}: not a model bundle (no {MODEL_JSON} found)")
-    bundle = replace(bundle_from_json(_read_model_json(json_path), json_path), folder=json_path.parent)
+    data = read_json(json_path, BundleError, MODEL_JSON)
+    bundle = replace(bundle_from_json(data, json_path), folder=json_path.parent)
     if not bundle.weights_path.is_file():
         raise BundleError(f"{json_path}: weights.file: {bundle.weights_path} does not exist")
     if verify_checksum:

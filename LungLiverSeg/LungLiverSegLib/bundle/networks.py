@@ -1,8 +1,10 @@
 """The only place segmentation networks are constructed.
 
 A bundle names its architecture and the constructor parameters; inference and Training both
-call ``build_network`` so a trained state dict always lands in an identical module. Parameters
-are checked here, before MONAI sees them, so that a mistake in model.json is reported as
+call ``build_network`` so a trained state dict always lands in an identical module. The classes
+are MONAI's ``UNet`` and ``BasicUNet`` rebuilt in plain torch (``bundle.unets`` says why and how
+they are kept identical), so that segmenting never imports MONAI. Parameters are checked here,
+before a constructor sees them, so that a mistake in model.json is reported as
 ``architecture.params.<key>`` instead of a stack trace from deep inside a constructor.
 """
 
@@ -12,10 +14,10 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from monai.networks.nets import BasicUNet, UNet
 from torch import nn
 
 from LungLiverSegLib.bundle.spec import ARCHITECTURE_NAMES, ArchitectureSpec, check_architecture_name
+from LungLiverSegLib.bundle.unets import BasicUNet, UNet
 from LungLiverSegLib.errors import BundleError
 
 FILLED_FROM_BUNDLE = ("spatial_dims", "in_channels", "out_channels")
@@ -68,7 +70,7 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], _ParamsCheck]] = {
     "UNet": (UNet, _check_unet),
     "BasicUNet": (BasicUNet, _check_basic_unet),
 }
-"""Architecture name in model.json -> (MONAI class, parameter check)."""
+"""Architecture name in model.json -> (class with MONAI's signature and state dict, parameter check)."""
 assert set(ARCHITECTURES) == set(ARCHITECTURE_NAMES), "spec.ARCHITECTURE_NAMES must list exactly these"
 
 

@@ -43,7 +43,6 @@ SEGMENT_NAME_RULE = TextRule(re.compile(r"\S"), "a non-empty segment name")
 MODALITIES = ("CT", "CXR", "MR")
 INTENSITY_TYPES = ("window", "zscore", "minmax")
 AXIS_LETTER_PAIRS = ("LR", "PA", "IS")
-HASH_CHUNK_BYTES = 1 << 20
 MAX_KEYS_IN_MESSAGE = 5
 
 

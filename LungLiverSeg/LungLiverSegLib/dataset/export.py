@@ -1,6 +1,7 @@
 """Export for training: approved segmentations become an MSD / nnU-Net v2 dataset with provenance.
 
-The Slicer module and ``lunglivseg export`` both call ``export_case``. Layout (docs/DATASET.md)::
+The Slicer module and ``lunglivseg export`` both call ``export_case``. Layout (docs/DATASET.md;
+names, paths and dataset.json in ``layout``)::
 
     dataset.json                  nnU-Net v2 fields, MSD "training" list, "lunglivseg" section
     imagesTr/<case>_0000.nii.gz   the image
@@ -21,7 +22,6 @@ moment are not supported (there is no lock): the last one to write dataset.json 
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import re
@@ -35,27 +35,26 @@ import numpy as np
 
 from LungLiverSegLib.bundle.json_fields import JsonFields
 from LungLiverSegLib.bundle.model_json import label_to_json, parse_labels
+from LungLiverSegLib.dataset import layout
+from LungLiverSegLib.dataset.layout import CASES_JSONL, DATASET_JSON
 from LungLiverSegLib.errors import LungLiverSegError
-from LungLiverSegLib.evaluation.evaluate import aligned_table, json_safe
-from LungLiverSegLib.evaluation.metrics import mask_metrics, nsd_key
+from LungLiverSegLib.evaluation.evaluate import json_safe
+from LungLiverSegLib.evaluation.metrics import NSD_TOLERANCE_MM, mask_metrics, nsd_key
 from LungLiverSegLib.files import write_text_atomic
-from LungLiverSegLib.geometry import Image, same_grid
-from LungLiverSegLib.imageio import read_image, read_segmentation, write_image
+from LungLiverSegLib.geometry import Image, grid_difference
+from LungLiverSegLib.imageio import write_image
 from LungLiverSegLib.labels import LabelMap
-from LungLiverSegLib.progress import CancelToken
+from LungLiverSegLib.tables import text_table
 
-DATASET_JSON = "dataset.json"
-CASES_JSONL = "cases.jsonl"
-FILE_ENDING = ".nii.gz"
-IMAGES_FOLDER, LABELS_FOLDER, PREDICTIONS_FOLDER = "imagesTr", "labelsTr", "predictions"
-DATASET_PARTS = frozenset({DATASET_JSON, CASES_JSONL, IMAGES_FOLDER, LABELS_FOLDER, PREDICTIONS_FOLDER})
-CHANNEL_SUFFIX = "_0000"
-CHANNEL_NAMES = {"0": "CT"}
+DATASET_PARTS = frozenset(
+    {DATASET_JSON, CASES_JSONL, layout.IMAGES_FOLDER, layout.LABELS_FOLDER, layout.PREDICTIONS_FOLDER}
+)
+DESCRIPTION = "Segmentations approved in LungLiverSeg; the model proposals are in predictions/"
+UNKNOWN_MODALITY = layout.CT_CHANNEL  # what every export wrote before the modality was passed in
 OWN_SECTION = "lunglivseg"
 MAX_CASE_ID_LENGTH = 100
 NOT_CASE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_LABEL_VALUE = 255  # labels are stored as uint8
-NSD_TOLERANCE_MM = 2.0
 NSD_KEY = nsd_key(NSD_TOLERANCE_MM)
 
 
@@ -146,12 +145,16 @@ def export_case(
     proposal: Image | None = None,
     source: dict[str, str] | None = None,
     model: dict[str, str] | None = None,
+    modality: str | None = None,
     overwrite: bool = False,
 ) -> CaseRecord:
     """Add (or with ``overwrite`` replace) one case; creates the dataset on first use.
 
     ``source`` defaults to the image's file path / DICOM series UID; ``model`` is the
-    ``{"name", "version"}`` of the model that made ``proposal``.
+    ``{"name", "version"}`` of the model that made ``proposal``. ``modality`` is the images' kind
+    (a bundle's ``modality``: CT, CXR, MR): it names the dataset's channel in dataset.json, from
+    which nnU-Net chooses the intensity normalisation, so every case of a dataset must share it.
+    None when unknown: a new dataset is then CT, and an existing one keeps its own.
     """
     root = Path(dataset_dir)
     validate_case_id(case_id)
@@ -159,10 +162,12 @@ def export_case(
     approved = _checked_labels(approved, image, label_map, "approved")
     proposal = None if proposal is None else _checked_labels(proposal, image, label_map, "proposal")
     now = _now()
-    description = (
-        _read_description(root) if (root / DATASET_JSON).exists() else _new_description(root, label_map, now)
-    )
+    if (root / DATASET_JSON).exists():
+        description = _read_description(root)
+    else:
+        description = _new_description(root, label_map, modality or UNKNOWN_MODALITY, now)
     _check_same_label_map(_dataset_label_map(description, root), label_map, root)
+    _check_same_modality(description, modality, root)
     records = _read_records(root)
     case_ids = _complete_case_ids(root, _listed_case_ids(description, root), records)
     _check_case_is_free(root, case_id, case_ids, overwrite)
@@ -193,14 +198,15 @@ def _label_map_to_json(label_map: LabelMap) -> dict[str, Any]:
 
 
 def _checked_labels(labels: Image, image: Image, label_map: LabelMap, role: str) -> Image:
-    """``labels`` as uint8 once it is known to lie on the image's grid and to use only mapped values."""
+    """``labels`` as uint8 on exactly the image's grid, once it is known to lie on it (within
+    ``geometry.GRID_TOLERANCE``) and to use only mapped values: nnU-Net checks a label's header
+    against its image's more strictly than that tolerance."""
     if image.array.ndim != image.ndim:
         raise DatasetExportError("only single-channel (gray) images can be exported, not colour ones")
-    if not same_grid(labels, image):
+    difference = grid_difference(labels, image)
+    if difference is not None:
         raise DatasetExportError(
-            f"the {role} label is not on the image's grid (size {labels.size} vs {image.size}, "
-            f"spacing {labels.spacing} vs {image.spacing}, origin {labels.origin} vs {image.origin}); "
-            "resample it onto the image first"
+            f"the {role} label is not on the image's grid ({difference}); resample it onto the image first"
         )
     unknown = sorted(set(np.unique(labels.array).tolist()) - {0, *label_map})
     if unknown:
@@ -208,7 +214,7 @@ def _checked_labels(labels: Image, image: Image, label_map: LabelMap, role: str)
             f"the {role} label has values {unknown[:10]} that the label map "
             f"({_describe_label_map(label_map)}) does not define"
         )
-    return labels.with_array(labels.array.astype(np.uint8))
+    return image.with_array(labels.array.astype(np.uint8))
 
 
 def _describe_label_map(label_map: LabelMap) -> str:
@@ -227,6 +233,18 @@ def _check_same_label_map(dataset_map: LabelMap, label_map: LabelMap, root: Path
             f"{root / DATASET_JSON}: label {value} is {in_dataset} in the dataset but {in_export} in "
             f"this export (dataset labels: {_describe_label_map(dataset_map)}); export with the "
             "dataset's label map or into a new dataset folder"
+        )
+
+
+def _check_same_modality(description: dict[str, Any], modality: str | None, root: Path) -> None:
+    """One normalisation per nnU-Net channel: an X-ray does not join a CT dataset."""
+    if modality is None:
+        return
+    found, wanted = description.get("channel_names"), layout.channel_names(modality)
+    if found != wanted:
+        raise DatasetExportError(
+            f"{root / DATASET_JSON}: channel_names is {found} but this export's images are {modality} "
+            f"({wanted}); export into a new dataset folder"
         )
 
 
@@ -313,28 +331,16 @@ def _now() -> str:
 # --- files -----------------------------------------------------------------------------------
 
 
-def _image_path(root: Path, case_id: str) -> Path:
-    return root / IMAGES_FOLDER / f"{case_id}{CHANNEL_SUFFIX}{FILE_ENDING}"
-
-
-def _label_path(root: Path, case_id: str) -> Path:
-    return root / LABELS_FOLDER / f"{case_id}{FILE_ENDING}"
-
-
-def _prediction_path(root: Path, case_id: str) -> Path:
-    return root / PREDICTIONS_FOLDER / f"{case_id}{FILE_ENDING}"
-
-
 def _write_case_files(
     root: Path, case_id: str, image: Image, approved: Image, proposal: Image | None
 ) -> None:
     """Replace whatever an unlisted (debris) or unlisted-for-overwrite case left; label before image."""
     if proposal is None:
-        _prediction_path(root, case_id).unlink(missing_ok=True)
+        layout.prediction_path(root, case_id).unlink(missing_ok=True)
     else:
-        write_image(_prediction_path(root, case_id), proposal, overwrite=True)
-    write_image(_label_path(root, case_id), approved, overwrite=True)
-    write_image(_image_path(root, case_id), image, overwrite=True)
+        write_image(layout.prediction_path(root, case_id), proposal, overwrite=True)
+    write_image(layout.label_path(root, case_id), approved, overwrite=True)
+    write_image(layout.image_path(root, case_id), image, overwrite=True)
 
 
 def _write_records(root: Path, records: list[CaseRecord]) -> None:
@@ -364,15 +370,15 @@ def _complete_case_ids(root: Path, listed: list[str], records: dict[str, CaseRec
         case_id
         for case_id in listed
         if case_id in records
-        and _image_path(root, case_id).is_file()
-        and _label_path(root, case_id).is_file()
+        and layout.image_path(root, case_id).is_file()
+        and layout.label_path(root, case_id).is_file()
     ]
 
 
 # --- dataset.json ----------------------------------------------------------------------------
 
 
-def _new_description(root: Path, label_map: LabelMap, now: str) -> dict[str, Any]:
+def _new_description(root: Path, label_map: LabelMap, modality: str, now: str) -> dict[str, Any]:
     """dataset.json of an empty dataset; the folder may hold only an interrupted first export."""
     if root.exists():
         foreign = sorted(p.name for p in root.iterdir() if p.name not in DATASET_PARTS and p.name[0] != ".")
@@ -381,44 +387,33 @@ def _new_description(root: Path, label_map: LabelMap, now: str) -> dict[str, Any
                 f"{root}: holds other files ({', '.join(foreign[:3])}) and no {DATASET_JSON}; "
                 "export into an empty or new folder"
             )
-    return {
-        "name": root.name,
-        "description": "Segmentations approved in LungLiverSeg; the model proposals are in predictions/",
-        "channel_names": CHANNEL_NAMES,
-        "labels": {"background": 0, **{info.name: value for value, info in sorted(label_map.items())}},
-        "numTraining": 0,
-        "file_ending": FILE_ENDING,
-        "training": [],
-        OWN_SECTION: {"label_map": _label_map_to_json(label_map), "created": now, "updated": now},
-    }
+    own = {"label_map": _label_map_to_json(label_map), "created": now, "updated": now}
+    labels = {value: info.name for value, info in label_map.items()}
+    return layout.dataset_json(
+        name=root.name,
+        description=DESCRIPTION,
+        modality=modality,
+        labels=labels,
+        case_ids=[],
+        **{OWN_SECTION: own},
+    )
 
 
 def _listing(description: dict[str, Any], case_ids: list[str], now: str) -> dict[str, Any]:
     """``description`` listing exactly ``case_ids`` (a user's edits to other fields are kept)."""
-    training = [
-        {
-            "image": f"./{_image_path(Path(), case_id).as_posix()}",
-            "label": f"./{_label_path(Path(), case_id).as_posix()}",
-        }
-        for case_id in case_ids
-    ]
     own = {**description[OWN_SECTION], "updated": now}
-    return {**description, "numTraining": len(case_ids), "training": training, OWN_SECTION: own}
+    return layout.with_cases({**description, OWN_SECTION: own}, case_ids)
 
 
 def _write_description(root: Path, description: dict[str, Any]) -> None:
-    write_text_atomic(root / DATASET_JSON, json.dumps(description, indent=2) + "\n")
+    layout.write_dataset_json(root, description)
 
 
 def _read_description(root: Path) -> dict[str, Any]:
-    path = root / DATASET_JSON
-    try:
-        description = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetExportError(f"{path}: cannot read ({error})") from None
-    if not isinstance(description, dict) or not isinstance(description.get(OWN_SECTION), dict):
+    description = layout.read_dataset_json(root, DatasetExportError)
+    if not isinstance(description.get(OWN_SECTION), dict):
         raise DatasetExportError(
-            f"{path}: not a dataset exported by LungLiverSeg (no {OWN_SECTION!r} section); "
+            f"{root / DATASET_JSON}: not a dataset exported by LungLiverSeg (no {OWN_SECTION!r} section); "
             "export into a new folder"
         )
     return description
@@ -431,14 +426,7 @@ def _dataset_label_map(description: dict[str, Any], root: Path) -> LabelMap:
 
 def _listed_case_ids(description: dict[str, Any], root: Path) -> list[str]:
     """Case ids of dataset.json's "training" list (named after the label files, like nnU-Net)."""
-    training = description.get("training", [])
-    if not isinstance(training, list) or not all(
-        isinstance(entry, dict) and str(entry.get("label", "")).endswith(FILE_ENDING) for entry in training
-    ):
-        raise DatasetExportError(
-            f"{root / DATASET_JSON}: training: expected a list of {{image, label}} entries"
-        )
-    return [Path(entry["label"]).name[: -len(FILE_ENDING)] for entry in training]
+    return [case for case, _, _ in layout.listed_cases(root, description, DatasetExportError)]
 
 
 # --- reading back ----------------------------------------------------------------------------
@@ -481,7 +469,7 @@ def correction_summary(dataset_dir: str | Path) -> str:
         per_case = [correction[label.name] for correction in corrected if label.name in correction]
         if per_case:
             rows.append(_summary_row(label.name, per_case))
-    return heading + "\n" + aligned_table(rows)
+    return heading + "\n" + text_table(rows)
 
 
 def _summary_row(name: str, per_case: list[dict[str, Any]]) -> list[str]:
@@ -495,71 +483,3 @@ def _summary_row(name: str, per_case: list[dict[str, Any]]) -> list[str]:
         f"{mean(NSD_KEY):.3f}",
         f"{mean('changed_ml'):.1f}",
     ]
-
-
-# --- command line ----------------------------------------------------------------------------
-
-
-def add_export_command(commands: argparse._SubParsersAction) -> None:
-    """``lunglivseg export IMAGE LABEL DATASET_DIR --case-id ID ...`` (registered by cli.py)."""
-    cmd = commands.add_parser("export", help="add an image and its approved label to a training dataset")
-    cmd.add_argument("image", type=Path, help="image file or DICOM series folder")
-    cmd.add_argument("label", type=Path, help="approved label image (.nii.gz, .nrrd, .seg.nrrd)")
-    cmd.add_argument("dataset_dir", type=Path, help="dataset folder (created on first export)")
-    cmd.add_argument("--case-id", required=True, help="case name: letters, digits, '.', '_', '-'")
-    cmd.add_argument("--proposal", type=Path, default=None, help="the model's label before correction")
-    names = cmd.add_mutually_exclusive_group()
-    names.add_argument(
-        "--labels-from-model", metavar="NAME", help="use this model's label map (and record it)"
-    )
-    names.add_argument("--label-map", type=Path, metavar="JSON", help="label map file in model.json form")
-    cmd.add_argument("--series-uid", default=None, help="DICOM SeriesInstanceUID when a folder has several")
-    cmd.add_argument("--overwrite", action="store_true", help="replace a case that is already exported")
-    cmd.set_defaults(run=run_export)
-
-
-def run_export(args: argparse.Namespace, cancel: CancelToken) -> int:
-    image = read_image(args.image, args.series_uid)
-    label_map, model = _cli_label_map(args)
-    approved = read_image(args.label)
-    proposal = None if args.proposal is None else read_image(args.proposal)
-    record = export_case(
-        args.dataset_dir,
-        args.case_id,
-        image,
-        approved,
-        label_map,
-        proposal=proposal,
-        model=model if proposal is not None else None,
-        overwrite=args.overwrite,
-    )
-    print(f"exported case {record.case_id} into {args.dataset_dir}")
-    print(correction_summary(args.dataset_dir))
-    return 0
-
-
-def _cli_label_map(args: argparse.Namespace) -> tuple[LabelMap, dict[str, str] | None]:
-    """--labels-from-model, --label-map, a .seg.nrrd's own segments, or the existing dataset's map."""
-    if args.labels_from_model:
-        from LungLiverSegLib.bundle.catalogue import find_model
-
-        bundle = find_model(args.labels_from_model)
-        return bundle.labels, {"name": bundle.name, "version": bundle.version}
-    if args.label_map is not None:
-        return _read_label_map_file(args.label_map), None
-    if args.label.name.lower().endswith(".seg.nrrd"):
-        return read_segmentation(args.label)[1], None
-    if (args.dataset_dir / DATASET_JSON).is_file():
-        return read_dataset(args.dataset_dir).label_map, None
-    raise DatasetExportError(
-        f"{args.label}: name the segments with --labels-from-model NAME or --label-map JSON "
-        "(or export a .seg.nrrd, which carries its segment names)"
-    )
-
-
-def _read_label_map_file(path: Path) -> LabelMap:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetExportError(f"{path}: cannot read the label map ({error})") from None
-    return parse_labels(JsonFields(data, path, "labels"))

@@ -20,13 +20,13 @@ and tumour position, so a model trained on some phantoms generalises to others.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from LungLiverSegLib.dataset import layout
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import write_image
 from LungLiverSegLib.labels import ALTERED_STRUCTURE, LIVER, LUNG, NEOPLASM, LabelInfo, LabelMap
@@ -190,23 +190,21 @@ def make_phantom_dataset(
     (e.g. a training and a test set) share no case.
     """
     folder = Path(folder)
-    (folder / "imagesTr").mkdir(parents=True, exist_ok=True)
-    (folder / "labelsTr").mkdir(parents=True, exist_ok=True)
     case_seeds = np.random.SeedSequence(seed).generate_state(n_cases)
-    for index, case_seed in enumerate(case_seeds):
+    case_ids = [f"phantom_{index:03d}" for index in range(n_cases)]
+    for case_id, case_seed in zip(case_ids, case_seeds, strict=True):
         ct, labels, _ = make_phantom(size, spacing, int(case_seed))
-        write_image(folder / "imagesTr" / f"phantom_{index:03d}_0000.nii.gz", ct)
-        write_image(folder / "labelsTr" / f"phantom_{index:03d}.nii.gz", labels)
-    dataset = {
-        "name": "LungLiverSegPhantom",
-        "description": "Synthetic chest/abdomen CT phantoms made by LungLiverSegLib.demo.phantom",
-        "licence": "generated",
-        "channel_names": {"0": "CT"},
-        "labels": {"background": 0, **{info.name: value for value, info in PHANTOM_LABELS.items()}},
-        "numTraining": n_cases,
-        "file_ending": ".nii.gz",
-    }
-    (folder / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+        write_image(layout.image_path(folder, case_id), ct)
+        write_image(layout.label_path(folder, case_id), labels)
+    description = layout.dataset_json(
+        name="LungLiverSegPhantom",
+        description="Synthetic chest/abdomen CT phantoms made by LungLiverSegLib.demo.phantom",
+        modality="CT",
+        labels={value: info.name for value, info in PHANTOM_LABELS.items()},
+        case_ids=case_ids,
+        licence="generated",
+    )
+    layout.write_dataset_json(folder, description)
     return folder
 
 

@@ -27,6 +27,7 @@ from LungLiverSegLib.errors import InputImageError
 from LungLiverSegLib.files import write_bytes_atomic
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.labels import LabelMap
+from LungLiverSegLib.tables import text_table
 
 FILL_ALPHA = 0.35
 OUTLINE_WIDTH = 1.2
@@ -47,12 +48,7 @@ def label_volumes_ml(labels: Image, label_map: LabelMap) -> dict[str, float]:
 
 def format_volume_table(volumes: dict[str, float]) -> str:
     """An aligned two-column text table, for the console and log files."""
-    header = ("Segment", "Volume (mL)")
-    name_width = max([len(header[0]), *map(len, volumes)])
-    value_width = max([len(header[1]), *(len(f"{v:.1f}") for v in volumes.values())])
-    lines = [f"{header[0]:<{name_width}}  {header[1]:>{value_width}}"]
-    lines += [f"{name:<{name_width}}  {volume:>{value_width}.1f}" for name, volume in volumes.items()]
-    return "\n".join(lines)
+    return text_table([("Segment", "Volume (mL)"), *((name, f"{ml:.1f}") for name, ml in volumes.items())])
 
 
 def volumes_to_csv(volumes: dict[str, float], path: str | Path) -> Path:

@@ -13,18 +13,13 @@ demo model ``phantom-ct-3d``; ``--model lungs-ct-3d liver-ct-2d`` shows the real
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from LungLiverSegLib.demo.phantom import make_phantom
-from LungLiverSegLib.demo.report import (
-    format_volume_table,
-    label_volumes_ml,
-    save_overlay_png,
-    volumes_to_csv,
-)
+from LungLiverSegLib.demo.report import label_volumes_ml, save_overlay_png, volumes_to_csv
 from LungLiverSegLib.evaluation.metrics import compute_label_metrics, nsd_key
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import write_image, write_segmentation
@@ -34,6 +29,45 @@ from LungLiverSegLib.segmentation.segment import load_model, segment_image
 
 DEMO_SEED = 2026
 DEMO_MODELS = ("lungs-ct-3d", "phantom-ct-3d")
+NSD_TOLERANCE_MM = 2.0
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """A model the demo ran, and where."""
+
+    name: str
+    version: str
+    device: str
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version} on {self.device}"
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One segment against the phantom's truth, and the run it came from."""
+
+    dice: float
+    nsd: float
+    """Normalised surface Dice at ``NSD_TOLERANCE_MM``."""
+    run: ModelRun
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo wrote and measured; the CLI prints it."""
+
+    runs: tuple[ModelRun, ...]
+    ct: Path
+    ct_size: tuple[int, ...]
+    ct_spacing: tuple[float, ...]
+    segmentation: Path
+    overlay: Path
+    volumes_csv: Path
+    volumes_ml: dict[str, float]
+    agreement: dict[str, Agreement]
+    """Per segment of the merged segmentation."""
 
 
 def run_demo(
@@ -43,8 +77,8 @@ def run_demo(
     device: str = "auto",
     threads: int | None = None,
     progress_for: Callable[[str], Progress] | None = None,
-) -> str:
-    """Run the demo into ``out`` (its own files there are replaced) and return a printable summary.
+) -> DemoResult:
+    """Run the demo into ``out`` (its own files there are replaced): the files and the scores.
 
     ``progress_for(model_name)`` gives the progress reporter of each model's run.
     """
@@ -52,12 +86,12 @@ def run_demo(
     # No tumour: the models segment lungs and liver only, so the truth compares like with like.
     ct, truth, truth_map = make_phantom(seed=DEMO_SEED, tumour=False)
     ct_path = write_image(out / "phantom_ct.nii.gz", ct, overwrite=True)
-    results, used = [], []
+    results, runs = [], []
     for name in models:
         loaded = load_model(name, device, threads)
         progress = progress_for(name) if progress_for else None
         results.append((segment_image(ct, loaded, progress=progress), loaded.bundle.labels))
-        used.append(f"{loaded.bundle.name} {loaded.bundle.version} on {loaded.device}")
+        runs.append(ModelRun(loaded.bundle.name, loaded.bundle.version, str(loaded.device)))
     labels, label_map, sources = merge_by_name(results, truth_map)
     seg_path = write_segmentation(out / "phantom_segmentation.seg.nrrd", labels, label_map, overwrite=True)
     overlay = save_overlay_png(ct, labels, label_map, out / "overlay.png")
@@ -66,17 +100,14 @@ def run_demo(
     volumes_to_csv(volumes, csv_path)
     names = {value: info.name for value, info in label_map.items()}
     scores = compute_label_metrics(
-        labels.array, truth.array, truth.spacing[::-1], names, tolerances_mm=(2.0,)
+        labels.array, truth.array, truth.spacing[::-1], names, tolerances_mm=(NSD_TOLERANCE_MM,)
     )
-    agreement = "\n".join(
-        f"  {name:12} Dice {row['dice']:.3f}  NSD@2mm {row[nsd_key(2.0)]:.3f}  (from {used[sources[name]]})"
+    agreement = {
+        name: Agreement(row["dice"], row[nsd_key(NSD_TOLERANCE_MM)], runs[sources[name]])
         for name, row in scores.items()
-    )
-    return (
-        f"models: {'; '.join(used)}\n"
-        f"input: {ct_path} (generated phantom, size {ct.size}, spacing {ct.spacing} mm)\n"
-        f"segmentation: {seg_path}\noverlay: {overlay}\nvolumes: {csv_path}\n"
-        f"{format_volume_table(volumes)}\nagreement with the phantom's truth:\n{agreement}"
+    }
+    return DemoResult(
+        tuple(runs), ct_path, ct.size, ct.spacing, seg_path, overlay, csv_path, volumes, agreement
     )
 
 

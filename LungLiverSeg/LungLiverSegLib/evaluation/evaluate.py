@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from LungLiverSegLib.dataset.layout import case_id
 from LungLiverSegLib.errors import InputImageError
 from LungLiverSegLib.evaluation import metrics
-from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.imageio import read_image
+from LungLiverSegLib.geometry import Image, grid_difference
+from LungLiverSegLib.imageio import WRITABLE_SUFFIXES, read_image, split_image_name
+from LungLiverSegLib.tables import text_table
 
-LABEL_FILE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
-NNUNET_CHANNEL_SUFFIX = "_0000"
+LABEL_FILE_SUFFIXES = WRITABLE_SUFFIXES  # the label files segment writes are the ones evaluate reads
 DEFINITIONS = (
     "Dice, Jaccard: voxel overlap. NSD@t: DeepMind surface Dice at tolerance t mm. "
     "ASD: area-weighted mean surfel distance (pred->gt, gt->pred, asd = pooled over both surfaces). "
@@ -60,30 +61,6 @@ class FolderResult:
     extra_predictions: list[str]
 
 
-def case_name(path: Path) -> str:
-    """Case identifier of a file: name without image suffix and without nnU-Net's ``_0000``."""
-    name = path.name
-    for suffix in LABEL_FILE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return name.removesuffix(NNUNET_CHANNEL_SUFFIX)
-
-
-def _grid_difference(pred: Image, gt: Image) -> str | None:
-    """What differs between the grids (spacing 0.01 %, origin 1/1000 voxel, direction 1e-4), or None."""
-    voxel = max(gt.spacing)
-    if pred.array.shape != gt.array.shape:
-        return f"size {pred.size} vs {gt.size}"
-    if not np.allclose(pred.spacing, gt.spacing, rtol=1e-4, atol=0):
-        return f"spacing {pred.spacing} vs {gt.spacing}"
-    if not np.allclose(pred.origin, gt.origin, rtol=0, atol=1e-3 * voxel):
-        return f"origin {pred.origin} vs {gt.origin}"
-    if not np.allclose(pred.direction, gt.direction, rtol=0, atol=1e-4):
-        return f"direction {pred.direction.ravel().tolist()} vs {gt.direction.ravel().tolist()}"
-    return None
-
-
 def _label_array(image: Image, path: Path) -> np.ndarray:
     """The voxels as integer labels; anything that is not a scalar label map is refused."""
     array = np.asarray(image.array)
@@ -112,7 +89,7 @@ def evaluate_pair(
     """Score one predicted label file against its truth (both must share one voxel grid)."""
     pred_path, gt_path = Path(pred_path), Path(gt_path)
     pred, gt = read_image(pred_path), read_image(gt_path)
-    difference = _grid_difference(pred, gt)
+    difference = grid_difference(pred, gt)
     if difference is not None:
         raise InputImageError(
             f"{pred_path} and {gt_path} are not on the same voxel grid ({difference}); "
@@ -120,7 +97,7 @@ def evaluate_pair(
         )
     gt = gt.with_array(_label_array(gt, gt_path))
     scores = _score(_label_array(pred, pred_path), gt, labels, tolerances_mm)
-    return CaseResult(case_name(gt_path), pred_path, gt_path, scores)
+    return CaseResult(case_id(gt_path), pred_path, gt_path, scores)
 
 
 def _missing_prediction(
@@ -130,7 +107,7 @@ def _missing_prediction(
     gt = read_image(gt_path)
     gt = gt.with_array(_label_array(gt, gt_path))
     scores = _score(np.zeros_like(gt.array), gt, labels, tolerances_mm)
-    return CaseResult(case_name(gt_path), None, gt_path, scores)
+    return CaseResult(case_id(gt_path), None, gt_path, scores)
 
 
 def _label_files(folder: Path) -> dict[str, Path]:
@@ -142,9 +119,9 @@ def _label_files(folder: Path) -> dict[str, Path]:
         if (
             path.is_file()
             and not path.name.startswith(".")
-            and path.name.lower().endswith(LABEL_FILE_SUFFIXES)
+            and split_image_name(path)[1] in LABEL_FILE_SUFFIXES
         ):
-            name = case_name(path)
+            name = case_id(path)
             if name in files:
                 raise InputImageError(f"{folder}: {files[name].name} and {path.name} are both case {name!r}")
             files[name] = path
@@ -210,17 +187,6 @@ def _number(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.3f}"
 
 
-def aligned_table(rows: list[list[str]]) -> str:
-    """Text table: first column left-aligned, the others right-aligned."""
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(
-            [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
-        )
-        for row in rows
-    )
-
-
 def _metric_names(cases: Sequence[CaseResult]) -> list[str]:
     """Metric names in their natural order (every label has the same ones)."""
     for case in cases:
@@ -252,10 +218,10 @@ def format_table(result: CaseResult | FolderResult) -> str:
     """Aligned text table with the metric definitions in its header."""
     cases = [result] if isinstance(result, CaseResult) else result.cases
     header = ["case", "label", *_metric_names(cases)]
-    parts = [DEFINITIONS, aligned_table([header, *_case_rows(cases)])]
+    parts = [DEFINITIONS, text_table([header, *_case_rows(cases)])]
     if isinstance(result, FolderResult):
         parts.append(
-            aligned_table([["statistic", "label", *_metric_names(cases)], *_summary_rows(result.summary)])
+            text_table([["statistic", "label", *_metric_names(cases)], *_summary_rows(result.summary)])
         )
         if result.missing_predictions:
             parts.append("missing predictions (scored as empty): " + ", ".join(result.missing_predictions))

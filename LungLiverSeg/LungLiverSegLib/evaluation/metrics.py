@@ -28,6 +28,13 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from LungLiverSegLib.geometry import bounding_box
+from LungLiverSegLib.labels import default_label_name
+
+NSD_TOLERANCE_MM = 2.0
+"""The one NSD tolerance where a single NSD is reported (training validation, the correction
+record of an export), so that the two can be compared."""
+
 # Absolute surfel normals of DeepMind's 3D marching-cubes table, in eighths of a voxel, for the
 # neighbourhood codes 0..127 (code c and 255 - c have the same surfels; only the magnitudes
 # matter for the area). Entries are separated by spaces, the normals of one entry by commas.
@@ -136,18 +143,6 @@ def jaccard(pred: np.ndarray, gt: np.ndarray) -> float:
     return 1.0 if union == 0 else np.count_nonzero(pred & gt) / union
 
 
-def _union_bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Smallest box holding every foreground voxel, or None for an empty mask."""
-    box = []
-    for axis in range(mask.ndim):
-        other_axes = tuple(a for a in range(mask.ndim) if a != axis)
-        nonzero = np.flatnonzero(np.any(mask, axis=other_axes))
-        if nonzero.size == 0:
-            return None
-        box.append(slice(int(nonzero[0]), int(nonzero[-1]) + 1))
-    return tuple(box)
-
-
 def _neighbourhood_codes(mask: np.ndarray) -> np.ndarray:
     """Code of every voxel corner: one bit per voxel of its 2x2(x2) neighbourhood.
 
@@ -206,10 +201,11 @@ def surface_distances(
             f"{pred.shape}, {gt.shape}, spacing {tuple(spacing)}"
         )
     spacing = tuple(float(s) for s in spacing)
-    box = _union_bounding_box(pred | gt) if crop else tuple(slice(None) for _ in spacing)
-    if box is None:
+    union = pred | gt
+    if not union.any():
         empty = np.zeros(0)
         return SurfaceDistances(empty, empty, empty, empty)
+    box = bounding_box(union, (0,) * union.ndim) if crop else tuple(slice(None) for _ in spacing)
     area_table = surfel_area_table_3d(spacing) if pred.ndim == 3 else contour_length_table_2d(spacing)
     pred_surfels, pred_areas = _surfels(pred[box], area_table)
     gt_surfels, gt_areas = _surfels(gt[box], area_table)
@@ -322,11 +318,6 @@ def absent_label_metrics(tolerances_mm: Sequence[float] = (1.0, 2.0)) -> dict[st
     """Policy values for a label absent from both maps (Dice 1, NSD 1, distances 0, volumes 0)."""
     nothing = np.zeros((1, 1), bool)
     return mask_metrics(nothing, nothing, (1.0, 1.0), tolerances_mm)
-
-
-def default_label_name(value: int) -> str:
-    """Name used for a label value that the caller did not name."""
-    return f"label_{value}"
 
 
 def compute_label_metrics(

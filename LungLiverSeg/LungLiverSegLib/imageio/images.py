@@ -5,8 +5,8 @@ Every reader returns a ``geometry.Image`` (LPS, array ``[k, j, i]``); every fail
 the file. Writers are atomic (temporary file in the target folder, then ``os.replace``) so an
 interrupted run never leaves half a file behind, and they refuse to overwrite unless asked.
 
-``.seg.nrrd`` files follow 3D Slicer's segmentation format: one label map layer plus
-``Segment{N}_*`` keys carrying each segment's name, colour, label value and terminology.
+``.seg.nrrd`` files are 3D Slicer segmentations: one label map layer whose header
+(``segnrrd``) names, colours and codes each segment.
 """
 
 from __future__ import annotations
@@ -22,28 +22,19 @@ import SimpleITK as sitk
 from LungLiverSegLib.errors import InputImageError, LungLiverSegError
 from LungLiverSegLib.files import atomic_output
 from LungLiverSegLib.geometry import Image, as_volume, from_sitk, to_sitk
-from LungLiverSegLib.labels import (
-    ANATOMIC_CONTEXT,
-    ANATOMICAL_STRUCTURE,
-    TERMINOLOGY_CONTEXT,
-    CodeTriple,
-    LabelInfo,
-    LabelMap,
+from LungLiverSegLib.imageio.segnrrd import (
+    is_segmentation,
+    label_map_from_header,
+    segmentation_header,
+    unnamed_segments,
 )
+from LungLiverSegLib.imageio.suffixes import SEGMENTATION_SUFFIX, WRITABLE_SUFFIXES, split_image_name
+from LungLiverSegLib.labels import LabelMap
 
-WRITABLE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".png")
-SEGMENTATION_SUFFIX = ".seg.nrrd"
-
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
 NIFTI1_HEADER_BYTES = 348
 READ_CHUNK_BYTES = 1 << 24
 MODALITY_TAG, SERIES_UID_TAG, SERIES_DESCRIPTION_TAG = "0008|0060", "0020|000e", "0008|103e"
-
-TERMINOLOGY_TAG = "TerminologyEntry"
-SLICER_SEGMENTATION_KEYS = {
-    "Segmentation_MasterRepresentation": "Binary labelmap",
-    "Segmentation_ContainedRepresentationNames": "Binary labelmap|Closed surface|",
-    "Segmentation_ReferenceImageExtentOffset": "0 0 0",
-}
 
 
 @dataclass(frozen=True)
@@ -67,7 +58,7 @@ def read_image(path: str | Path, series_uid: str | None = None) -> Image:
         raise InputImageError(f"{path}: no such file or folder")
     if path.is_dir():
         return _read_dicom_folder(path, series_uid)
-    if path.name.lower().endswith(SEGMENTATION_SUFFIX):
+    if split_image_name(path)[1] == SEGMENTATION_SUFFIX:
         return read_segmentation(path)[0]
     return _read_file(path)
 
@@ -102,7 +93,7 @@ def write_segmentation(
         return write_image(path, compact, overwrite=overwrite)
     volume = as_volume(compact)
     converted = to_sitk(volume)
-    for key, value in _segmentation_metadata(volume, _complete_label_map(volume.array, label_map)).items():
+    for key, value in segmentation_header(volume, label_map).items():
         converted.SetMetaData(key, value)
     _write_atomically(path, converted, overwrite)
     return path
@@ -115,15 +106,15 @@ def read_segmentation(path: str | Path) -> tuple[Image, LabelMap]:
         raise InputImageError(f"{path}: no such file")
     img = _execute_reader(path)
     labels = _image_with_metadata(from_sitk(img), path, modality="")
-    if "Segmentation_MasterRepresentation" not in img.GetMetaDataKeys():
-        return labels, _generic_label_map(labels.array)
+    if not is_segmentation(img.GetMetaDataKeys()):
+        return labels, unnamed_segments(labels.array)
     if labels.array.ndim > labels.ndim:
         raise InputImageError(
             f"{path}: segments overlap ({labels.array.shape[-1]} layers); "
             "make them non-overlapping in Slicer's Segment Editor and save again"
         )
-    fields = {key: img.GetMetaData(key) for key in img.GetMetaDataKeys()}
-    return labels, _label_map_from_segment_fields(path, fields)
+    header = {key: img.GetMetaData(key) for key in img.GetMetaDataKeys()}
+    return labels, label_map_from_header(path, header)
 
 
 def _read_file(path: Path) -> Image:
@@ -132,7 +123,7 @@ def _read_file(path: Path) -> Image:
     if not sitk.ImageFileReader.GetImageIOFromFileName(str(path)):
         raise InputImageError(f"{path}: not an image file SimpleITK can read (corrupt, or wrong extension)")
     img = _execute_reader(path, reader)
-    if path.name.lower().endswith((".nii", ".nii.gz")):
+    if split_image_name(path)[1] in NIFTI_SUFFIXES:
         _check_nifti_complete(path)
     modality = reader.GetMetaData(MODALITY_TAG).strip() if reader.HasMetaDataKey(MODALITY_TAG) else ""
     image = _image_with_metadata(_gray_if_colourless(from_sitk(img)), path, modality)
@@ -245,10 +236,9 @@ def _describe_series(files: tuple[str, ...], uid: str) -> DicomSeries:
 
 
 def _writable_suffix(path: Path) -> str:
-    name = path.name.lower()
-    for suffix in WRITABLE_SUFFIXES:
-        if name.endswith(suffix):
-            return suffix
+    suffix = split_image_name(path)[1]
+    if suffix in WRITABLE_SUFFIXES:
+        return suffix
     raise LungLiverSegError(f"{path}: cannot write this format; use one of {', '.join(WRITABLE_SUFFIXES)}")
 
 
@@ -273,93 +263,3 @@ def _compact_label_array(array: np.ndarray) -> np.ndarray:
     largest = int(array.max()) if array.size else 0
     dtype = np.uint8 if largest < 2**8 else np.uint16 if largest < 2**16 else np.uint32
     return array.astype(dtype)
-
-
-def _complete_label_map(array: np.ndarray, label_map: LabelMap) -> LabelMap:
-    generic = _generic_label_map(array)
-    return dict(sorted({**generic, **label_map}.items()))
-
-
-def _generic_label_map(array: np.ndarray) -> LabelMap:
-    return {
-        int(value): LabelInfo(int(value), f"label_{int(value)}") for value in np.unique(array) if value != 0
-    }
-
-
-def _segmentation_metadata(volume: Image, label_map: LabelMap) -> dict[str, str]:
-    """Slicer's ``Segmentation_*`` and ``Segment{N}_*`` keys for a single-layer label map."""
-    extent = " ".join(f"0 {n - 1}" for n in volume.size)
-    keys = dict(SLICER_SEGMENTATION_KEYS)
-    for number, info in enumerate(label_map.values()):
-        prefix = f"Segment{number}_"
-        keys.update(
-            {
-                prefix + "ID": f"Segment_{info.value}",
-                prefix + "Name": info.name,
-                prefix + "NameAutoGenerated": "0",
-                prefix + "Color": " ".join(f"{component:.6g}" for component in info.color),
-                prefix + "ColorAutoGenerated": "0",
-                prefix + "LabelValue": str(info.value),
-                prefix + "Layer": "0",
-                prefix + "Extent": extent,
-                prefix + "Tags": _serialize_tags({TERMINOLOGY_TAG: _terminology_entry(info), **info.extra}),
-            }
-        )
-    return keys
-
-
-def _terminology_entry(info: LabelInfo) -> str:
-    """Slicer's serialized terminology: context~category~type~modifier~anatomicContext~region~modifier."""
-    codes = [_serialize_code(code) for code in (info.category, info.type, info.modifier)]
-    return "~".join([TERMINOLOGY_CONTEXT, *codes, ANATOMIC_CONTEXT, "^^", "^^"])
-
-
-def _serialize_code(code: CodeTriple | None) -> str:
-    return "^".join(code) if code is not None else "^^"
-
-
-def _serialize_tags(tags: dict[str, str]) -> str:
-    return "".join(f"{key}:{value}|" for key, value in tags.items())
-
-
-def _parse_tags(text: str) -> dict[str, str]:
-    pairs = (item.split(":", 1) for item in text.split("|") if ":" in item)
-    return {key: value for key, value in pairs}
-
-
-def _parse_code(text: str) -> CodeTriple | None:
-    parts = text.split("^")
-    if len(parts) != 3 or not any(parts):
-        return None
-    return (parts[0], parts[1], parts[2])
-
-
-def _label_map_from_segment_fields(path: Path, fields: dict[str, str]) -> LabelMap:
-    label_map: LabelMap = {}
-    number = 0
-    while f"Segment{number}_ID" in fields:
-        info = _label_info_from_fields(path, number, fields)
-        label_map[info.value] = info
-        number += 1
-    return label_map
-
-
-def _label_info_from_fields(path: Path, number: int, fields: dict[str, str]) -> LabelInfo:
-    prefix = f"Segment{number}_"
-    if prefix + "LabelValue" not in fields:
-        raise InputImageError(
-            f"{path}: segment {number} has no LabelValue (old Slicer format); save it again"
-        )
-    tags = _parse_tags(fields.get(prefix + "Tags", ""))
-    terminology = tags.pop(TERMINOLOGY_TAG, "").split("~")
-    codes = [_parse_code(part) for part in terminology[1:4]] if len(terminology) >= 4 else [None] * 3
-    color = tuple(float(component) for component in fields.get(prefix + "Color", "0.5 0.5 0.5").split())
-    return LabelInfo(
-        value=int(fields[prefix + "LabelValue"]),
-        name=fields.get(prefix + "Name", fields[prefix + "ID"]),
-        color=color,  # type: ignore[arg-type]
-        category=codes[0] or ANATOMICAL_STRUCTURE,
-        type=codes[1],
-        modifier=codes[2],
-        extra=tags,
-    )

@@ -1,10 +1,13 @@
 """Memory preflight: estimate peak RAM/VRAM before a job starts, and choose a plan that fits.
 
-Peers crash with out-of-memory errors on large CTs (PEERS.md, user request 3). We estimate the
-big buffers of the pipeline from the image size and the bundle, compare with what the machine
-has free, and either pick a plan that fits (smaller batch, aggregation on the CPU, CPU instead
-of GPU) or stop with a message that says what to do. The estimate is deliberately
-conservative: activations are bounded from the network's widest layers.
+A large CT (a thousand thin slices) can need more memory than a laptop or a small GPU has free,
+and running out of it part-way through kills the process (or Slicer with it) after minutes of
+work, or leaves the machine swapping, with no hint of what to change. So the big buffers of the
+pipeline are estimated from the image size and the bundle before anything runs, and compared with
+what the machine has free: the plan either fits (smaller batch, aggregation on the CPU, CPU
+instead of GPU, each said in a note) or the job stops at once with a message that says what to
+do. The estimate is deliberately conservative: activations are bounded from the network's widest
+layers.
 """
 
 from __future__ import annotations
@@ -95,16 +98,23 @@ def plan_execution(
     bundle: ModelBundle,
     device: torch.device,
     batch_size: int,
+    *,
+    ram_free: int | None = None,
+    vram_free: int | None = None,
 ) -> ExecutionPlan:
-    """Choose devices and batch size that fit the free memory, or raise ``OutOfMemoryRisk``."""
-    ram_free = available_ram_bytes()
+    """Choose devices and batch size that fit the free memory, or raise ``OutOfMemoryRisk``.
+
+    ``ram_free`` and ``vram_free`` (bytes) are read from the machine unless given.
+    """
+    ram_free = available_ram_bytes() if ram_free is None else ram_free
     peak_ram = estimate_peak_ram(input_shape, input_itemsize, prepared_voxels, bundle)
     notes: list[str] = []
     aggregate_device = device
     vram_peak = 0
     if device.type == "cuda":
+        vram_free = available_vram_bytes(device) if vram_free is None else vram_free
         device, aggregate_device, batch_size, vram_peak = _fit_gpu(
-            bundle, device, batch_size, prepared_voxels, notes
+            bundle, device, batch_size, prepared_voxels, vram_free, notes
         )
     if device.type == "cpu":
         while batch_size > 1 and peak_ram + window_activation_bytes(bundle, batch_size) > 0.85 * ram_free:
@@ -121,10 +131,15 @@ def plan_execution(
 
 
 def _fit_gpu(
-    bundle: ModelBundle, device: torch.device, batch_size: int, prepared_voxels: int, notes: list[str]
+    bundle: ModelBundle,
+    device: torch.device,
+    batch_size: int,
+    prepared_voxels: int,
+    vram_free: int,
+    notes: list[str],
 ) -> tuple[torch.device, torch.device, int, int]:
     """GPU plan: everything on the GPU, else windows on GPU + aggregation on CPU, else CPU."""
-    free = 0.8 * available_vram_bytes(device)
+    free = 0.8 * vram_free
     aggregation = prepared_voxels * FLOAT * (bundle.out_channels + 3)
     for size in (batch_size, max(1, batch_size // 2), 1):
         windows = window_activation_bytes(bundle, size) // 2  # float16 under autocast

@@ -14,24 +14,31 @@ from LungLiverSegLib.bundle.spec import DensityCheckSpec, PostprocessingSpec
 from LungLiverSegLib.geometry import bounding_box
 
 
-def keep_largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component of ``mask`` (empty stays empty)."""
-    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
-    if count <= 1:
+def _components(mask: np.ndarray, connectivity: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Connected-component labels of ``mask`` and each component's size (index 0: background)."""
+    structure = ndimage.generate_binary_structure(mask.ndim, connectivity or mask.ndim)
+    components, count = ndimage.label(mask, structure=structure)
+    return components, np.bincount(components.ravel(), minlength=count + 1)
+
+
+def keep_largest_component(mask: np.ndarray, connectivity: int | None = None) -> np.ndarray:
+    """The largest connected component of ``mask`` (empty stays empty).
+
+    ``connectivity`` is scipy's: 1 joins voxels that share a face, ``mask.ndim`` (the default, 26
+    neighbours in 3D) also those that share only an edge or a corner.
+    """
+    components, sizes = _components(mask, connectivity)
+    if len(sizes) <= 2:
         return mask
-    sizes = np.bincount(components.ravel())
     sizes[0] = 0
     return components == int(sizes.argmax())
 
 
 def drop_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Remove connected components smaller than ``min_voxels`` (specks far from the organ)."""
+    """Remove connected components (26-connected) smaller than ``min_voxels`` (specks far from the organ)."""
     if min_voxels <= 1:
         return mask
-    components, count = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
-    if count == 0:
-        return mask
-    sizes = np.bincount(components.ravel())
+    components, sizes = _components(mask, None)
     keep = sizes >= min_voxels
     keep[0] = False
     return keep[components]
@@ -54,12 +61,11 @@ def density_check(
         if not mask.any():
             continue
         box = bounding_box(mask, (0,) * labels.ndim)
-        components, count = ndimage.label(mask[box], structure=np.ones((3,) * labels.ndim, dtype=bool))
+        components, sizes = _components(mask[box], None)
         flat, inside = components.ravel(), intensities[box].ravel()
-        sizes = np.bincount(flat, minlength=count + 1)
         per_voxel = 1.0 / np.maximum(sizes, 1)
-        means = np.bincount(flat, inside, count + 1) * per_voxel
-        air = np.bincount(flat, inside < check.air_below, count + 1) * per_voxel
+        means = np.bincount(flat, inside, len(sizes)) * per_voxel
+        air = np.bincount(flat, inside < check.air_below, len(sizes)) * per_voxel
         drop = (sizes < min_voxels) & ((means > check.max_mean) | (air > check.max_air_fraction))
         drop[0] = False
         if drop.any():

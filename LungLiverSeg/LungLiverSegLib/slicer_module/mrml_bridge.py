@@ -1,9 +1,10 @@
-"""The only code that touches MRML: images and label maps to and from Slicer nodes.
+"""Images and label maps to and from MRML nodes, and the scene rollback: the module's MRML code
+(the logic only passes nodes through and reads their names, IDs and storage files).
 
 The core works on ``geometry.Image`` (LPS) and ``labels.LabelMap``; the Slicer module hands nodes
 of its scene to these functions and gets nodes back. The scene and nodes are always passed in, so
-the same code runs in Slicer and on a headless ``slicer-core`` scene (``slicer_scene``). Only
-static logic methods are used: they need no registered module and no Qt.
+the same code runs in Slicer and on a headless ``slicer-core`` scene (``scene.py``). Only static
+logic methods are used: they need no registered module and no Qt.
 
 Segments are matched to label values by name (case-insensitive), then by terminology type and
 type modifier, never by segment order or ID: users rename, reorder, hide and add segments in the
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 import slicer
@@ -38,35 +38,39 @@ from LungLiverSegLib.labels import (
 _CATEGORY_FIELD, _TYPE_FIELD, _TYPE_MODIFIER_FIELD = 1, 2, 3
 
 
-def image_from_volume_node(volume_node: Any) -> Image:
+def image_from_volume_node(volume_node: slicer.vtkMRMLScalarVolumeNode) -> Image:
     """Voxels and exact geometry (oblique included, linear parent transforms applied) of a volume."""
     voxels = slicer.util.arrayFromVolume(volume_node).copy()
     return image_from_ijk_to_ras(voxels, _ijk_to_world_ras(volume_node))
 
 
-def volume_node_from_image(scene: Any, image: Image, name: str) -> Any:
+def volume_node_from_image(
+    scene: slicer.vtkMRMLScene, image: Image, name: str
+) -> slicer.vtkMRMLScalarVolumeNode:
     """Add a scalar volume node showing ``image`` (with display nodes, as Slicer's loaders do).
 
-    A 2D image becomes a one-slice volume, as Slicer loads 2D files.
+    For tests and headless scripts on a ``create_headless_scene`` scene, which have no Slicer
+    loaders; the module itself gets its volume nodes from Slicer. A 2D image becomes a one-slice
+    volume, as Slicer loads 2D files.
     """
     volume = as_volume(image)
     volume_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     slicer.util.updateVolumeFromArray(volume_node, _vtk_compatible(volume.array))
-    volume_node.SetIJKToRASMatrix(_vtk_matrix(ijk_to_ras_matrix(volume)))
+    volume_node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_matrix(volume)))
     volume_node.CreateDefaultDisplayNodes()
     return volume_node
 
 
 def segmentation_from_labels(
-    scene: Any,
+    scene: slicer.vtkMRMLScene,
     labels: Image,
     label_map: LabelMap,
-    reference_volume_node: Any,
+    reference_volume_node: slicer.vtkMRMLScalarVolumeNode,
     *,
     name: str,
-    existing_node: Any = None,
+    existing_node: slicer.vtkMRMLSegmentationNode | None = None,
     replace: bool = True,
-) -> Any:
+) -> slicer.vtkMRMLSegmentationNode:
     """One segment per label value present in ``labels``, named, coloured and coded from ``label_map``.
 
     ``existing_node`` is updated instead of adding a node called ``name``: with ``replace`` all its
@@ -97,8 +101,8 @@ def segmentation_from_labels(
 
 
 def labels_from_segmentation(
-    segmentation_node: Any,
-    reference_volume_node: Any,
+    segmentation_node: slicer.vtkMRMLSegmentationNode,
+    reference_volume_node: slicer.vtkMRMLScalarVolumeNode,
     label_map: LabelMap,
     *,
     map_unknown: bool = False,
@@ -133,33 +137,26 @@ def _value_scheme_meaning(code: CodeTriple | None) -> tuple[str, str, str]:
     return value, scheme, meaning
 
 
-def _segment_code(segment: Any, field: int) -> CodeTriple | None:
+def _segment_code(segment: slicer.vtkSegment, field: int) -> CodeTriple | None:
     """Parsed by hand: Slicer's deserializer rejects (and logs) entries without a type code."""
     fields = segment.GetTerminology().split("~")
     code = tuple(fields[field].split("^")) if field < len(fields) else ()
     return code if len(code) == 3 and code[1] else None  # type: ignore[return-value]
 
 
-def _ijk_to_world_ras(volume_node: Any) -> np.ndarray:
+def _ijk_to_world_ras(volume_node: slicer.vtkMRMLScalarVolumeNode) -> np.ndarray:
     ijk_to_ras = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(ijk_to_ras)
+    matrix = slicer.util.arrayFromVTKMatrix(ijk_to_ras)
     transform_node = volume_node.GetParentTransformNode()
-    if transform_node is not None:
-        if not transform_node.IsTransformToWorldLinear():
-            raise InputImageError(
-                f"Volume '{volume_node.GetName()}' is under a non-linear transform: harden the "
-                "transform (Data module, right-click the volume) and run again."
-            )
-        to_world = vtk.vtkMatrix4x4()
-        transform_node.GetMatrixTransformToWorld(to_world)
-        vtk.vtkMatrix4x4.Multiply4x4(to_world, ijk_to_ras, ijk_to_ras)
-    return np.array([[ijk_to_ras.GetElement(row, column) for column in range(4)] for row in range(4)])
-
-
-def _vtk_matrix(matrix: np.ndarray) -> Any:
-    vtk_matrix = vtk.vtkMatrix4x4()
-    vtk_matrix.DeepCopy(np.asarray(matrix, dtype=float).ravel().tolist())
-    return vtk_matrix
+    if transform_node is None:
+        return matrix
+    if not transform_node.IsTransformToWorldLinear():
+        raise InputImageError(
+            f"Volume '{volume_node.GetName()}' is under a non-linear transform: harden the "
+            "transform (Data module, right-click the volume) and run again."
+        )
+    return slicer.util.arrayFromTransformMatrix(transform_node, toWorld=True) @ matrix
 
 
 def _vtk_compatible(array: np.ndarray) -> np.ndarray:
@@ -173,14 +170,14 @@ def _vtk_compatible(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _oriented_labelmap(labels: Image) -> Any:
+def _oriented_labelmap(labels: Image) -> slicer.vtkOrientedImageData:
     """Labels as Slicer's in-memory labelmap, so the import needs no temporary volume node."""
     volume = as_volume(labels)
     oriented = slicer.vtkOrientedImageData()
     oriented.SetDimensions(*volume.size)
     voxels = numpy_support.numpy_to_vtk(_vtk_compatible(volume.array).ravel(), deep=True)
     oriented.GetPointData().SetScalars(voxels)
-    oriented.SetImageToWorldMatrix(_vtk_matrix(ijk_to_ras_matrix(volume)))
+    oriented.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_matrix(volume)))
     return oriented
 
 
@@ -195,20 +192,20 @@ def _present_label_values(array: np.ndarray, label_map: LabelMap) -> list[int]:
     return present
 
 
-def _new_segmentation_node(scene: Any, name: str) -> Any:
+def _new_segmentation_node(scene: slicer.vtkMRMLScene, name: str) -> slicer.vtkMRMLSegmentationNode:
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     segmentation_node.CreateDefaultDisplayNodes()
     return segmentation_node
 
 
-def _remove_segments_named(segmentation: Any, names: set[str]) -> None:
+def _remove_segments_named(segmentation: slicer.vtkSegmentation, names: set[str]) -> None:
     folded_names = {name.casefold() for name in names}
     for segment_id in segmentation.GetSegmentIDs():
         if segmentation.GetSegment(segment_id).GetName().casefold() in folded_names:
             segmentation.RemoveSegment(segment_id)
 
 
-def _describe_segment(segment: Any, info: LabelInfo) -> None:
+def _describe_segment(segment: slicer.vtkSegment, info: LabelInfo) -> None:
     """Name, colour and codes from the label map; without a type code Slicer's default stays."""
     segment.SetName(info.name)
     segment.SetNameAutoGenerated(False)
@@ -218,7 +215,7 @@ def _describe_segment(segment: Any, info: LabelInfo) -> None:
         segment.SetTerminology(terminology_entry(info))
 
 
-def _place_beside(node: Any, reference_node: Any) -> None:
+def _place_beside(node: slicer.vtkMRMLNode, reference_node: slicer.vtkMRMLNode) -> None:
     """Same subject-hierarchy parent (the study) as the reference, if the reference has an item."""
     hierarchy = node.GetScene().GetSubjectHierarchyNode()
     reference_item = hierarchy.GetItemByDataNode(reference_node) if hierarchy else 0
@@ -233,7 +230,7 @@ def _place_beside(node: Any, reference_node: Any) -> None:
 
 
 def _match_segments(
-    segmentation_node: Any, label_map: LabelMap, map_unknown: bool
+    segmentation_node: slicer.vtkMRMLSegmentationNode, label_map: LabelMap, map_unknown: bool
 ) -> tuple[dict[str, int], LabelMap]:
     """Label value of every segment, and the label map extended by the unknown segments."""
     segmentation = segmentation_node.GetSegmentation()
@@ -255,7 +252,7 @@ def _match_segments(
     return values_by_id, full_label_map
 
 
-def _matching_label_value(segment: Any, label_map: LabelMap) -> int | None:
+def _matching_label_value(segment: slicer.vtkSegment, label_map: LabelMap) -> int | None:
     name = segment.GetName().casefold()
     by_name = [value for value, info in label_map.items() if info.name.casefold() == name]
     if by_name:
@@ -275,7 +272,7 @@ def _same_code(first: CodeTriple | None, second: CodeTriple | None) -> bool:
     return (first or ("", ""))[:2] == (second or ("", ""))[:2]
 
 
-def _label_info_from_segment(segment: Any, value: int) -> LabelInfo:
+def _label_info_from_segment(segment: slicer.vtkSegment, value: int) -> LabelInfo:
     return LabelInfo(
         value=value,
         name=segment.GetName(),
@@ -287,13 +284,15 @@ def _label_info_from_segment(segment: Any, value: int) -> LabelInfo:
 
 
 def _export_segments(
-    segmentation_node: Any, segment_ids: list[str], reference_volume_node: Any
+    segmentation_node: slicer.vtkMRMLSegmentationNode,
+    segment_ids: list[str],
+    reference_volume_node: slicer.vtkMRMLScalarVolumeNode,
 ) -> np.ndarray:
     """Voxels of the reference grid: 1 + position in ``segment_ids`` of the segment there, 0 = none."""
     if not segment_ids:  # Slicer's export of nothing yields an image without voxels
         return np.zeros(reference_volume_node.GetImageData().GetDimensions()[::-1], np.uint8)
     scene = segmentation_node.GetScene()
-    with _removing_added_nodes(scene):
+    with removing_added_nodes(scene):  # the export adds a labelmap, its display node, a colour table
         labelmap_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
             segmentation_node,
@@ -307,17 +306,25 @@ def _export_segments(
 
 
 @contextmanager
-def _removing_added_nodes(scene: Any) -> Iterator[None]:
-    """Slicer's export adds a labelmap, its display node and a colour table: none may stay."""
+def removing_added_nodes(scene: slicer.vtkMRMLScene, *, keep_on_success: bool = False) -> Iterator[None]:
+    """Remove the nodes added to ``scene`` inside the block: always (temporary nodes), or with
+    ``keep_on_success`` only when the block raises, so that no partial result stays."""
     existing_ids = _node_ids(scene)
     try:
         yield
-    finally:
-        for node_id in _node_ids(scene) - existing_ids:
-            node = scene.GetNodeByID(node_id)
-            if node is not None:
-                scene.RemoveNode(node)
+    except BaseException:
+        _remove_nodes_except(scene, existing_ids)
+        raise
+    if not keep_on_success:
+        _remove_nodes_except(scene, existing_ids)
 
 
-def _node_ids(scene: Any) -> set[str]:
+def _remove_nodes_except(scene: slicer.vtkMRMLScene, kept_ids: set[str]) -> None:
+    for node_id in _node_ids(scene) - kept_ids:
+        node = scene.GetNodeByID(node_id)
+        if node is not None:  # removing a node can remove the nodes it owns
+            scene.RemoveNode(node)
+
+
+def _node_ids(scene: slicer.vtkMRMLScene) -> set[str]:
     return {scene.GetNthNode(index).GetID() for index in range(scene.GetNumberOfNodes())}

@@ -15,7 +15,6 @@ left, grandchildren included. Nothing here imports Slicer or Qt.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -26,10 +25,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from LungLiverSegLib.cli import events
+from LungLiverSegLib.cli.train_request import TrainRequest
 from LungLiverSegLib.paths import python_path_entries
 
 DEFAULT_GRACE_S = 5.0
@@ -41,9 +42,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ProgressUpdate:
-    """A ``progress`` (segmentation) or ``step`` (training) line: overall fraction, stage and
-    estimated seconds left; training steps also carry their epoch and loss, so that a caller who
-    knows the number of epochs and the last validation can say more than the line alone."""
+    """What a front end shows in its progress bar, from a child's segmentation ``progress`` or
+    training ``step`` line (``cli.events``): overall fraction, stage text and estimated seconds
+    left; training steps also carry their epoch, the number of epochs and the loss, so that a
+    caller who knows the last validation can say more than the line alone."""
 
     fraction: float
     stage: str
@@ -51,12 +53,13 @@ class ProgressUpdate:
     case: str = ""
     epoch: int | None = None
     loss: float | None = None
+    epochs: int | None = None
 
 
 @dataclass(frozen=True)
 class CaseDone:
-    """A ``done`` line: an input was segmented into ``output``, or a training run exported its
-    bundle folder (``output``; no ``input``)."""
+    """A child's ``done`` line, as a front end needs it: an input was segmented into ``output``,
+    or a training run exported its bundle folder (``output``; no ``input``)."""
 
     input: str
     output: str
@@ -64,7 +67,8 @@ class CaseDone:
 
 @dataclass(frozen=True)
 class EpochValidated:
-    """A training ``validation`` line: the mean Dice (and Dice per segment) after an epoch."""
+    """A training ``validation`` line, as a front end shows it: the mean Dice (and Dice per
+    segment) after an epoch."""
 
     epoch: int
     mean_dice: float
@@ -74,22 +78,34 @@ class EpochValidated:
 ProcessEvent = ProgressUpdate | CaseDone | EpochValidated
 
 
-@dataclass(frozen=True)
-class ProcessResult:
-    """How the child ended. ``error`` is the last stderr line when it failed and was not cancelled."""
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """How a job ended: cancelled, failed (``error``, one line for the user), or succeeded.
 
-    exit_code: int
-    cancelled: bool
-    error: str | None
-    log: tuple[str, ...]
+    The base of the child process's result and of the module's segmentation and training outcomes.
+    """
+
+    cancelled: bool = False
+    error: str | None = None
 
     @property
     def succeeded(self) -> bool:
-        return self.exit_code == 0 and not self.cancelled
+        return not self.cancelled and self.error is None
 
 
-EventCallback = Callable[[ProcessEvent], None]
-FinishedCallback = Callable[[ProcessResult], None]
+@dataclass(frozen=True, kw_only=True)
+class ProcessResult(Outcome):
+    """How the child ended. ``error`` is the last stderr line when it failed and was not cancelled
+    (a failure always has one), so ``succeeded`` means exit status 0, not cancelled."""
+
+    exit_code: int
+    log: tuple[str, ...] = ()
+
+
+ProcessEventCallback = Callable[[ProcessEvent], None]
+ProcessFinishedCallback = Callable[[ProcessResult], None]
+ProgressUpdateCallback = Callable[[ProgressUpdate], None]
+"""What the module's jobs call with each progress update (the progress bar and status line)."""
 
 
 class ProcessRunner(Protocol):
@@ -98,8 +114,8 @@ class ProcessRunner(Protocol):
     def start(
         self,
         command: Sequence[str],
-        on_event: EventCallback,
-        on_finished: FinishedCallback,
+        on_event: ProcessEventCallback,
+        on_finished: ProcessFinishedCallback,
         env: dict[str, str] | None = None,
     ) -> None: ...
 
@@ -114,39 +130,25 @@ class ProcessRunner(Protocol):
 
 
 def parse_line(line: str) -> ProcessEvent | None:
-    """The event a CLI stdout line carries, or None for anything else (logged, not shown).
+    """The event a CLI stdout line carries (read with ``cli.events.from_json``), as a front end
+    shows it; None for anything else (logged, not shown).
 
     Training's ``epoch`` lines repeat what its ``step`` and ``validation`` lines said: None.
     """
-    try:
-        message = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(message, dict):
-        return None
-    event = message.get("event")
-    if event == "progress":
-        return ProgressUpdate(
-            fraction=float(message.get("fraction", 0.0)),
-            stage=str(message.get("stage", "")),
-            eta_s=message.get("eta_s"),
-            case=str(message.get("case", "")),
-        )
-    if event == "step":
-        epoch, loss = int(message["epoch"]), float(message["loss"])
-        return ProgressUpdate(
-            float(message["fraction"]),
-            training_status(epoch, loss),
-            message.get("eta_s"),
-            epoch=epoch,
-            loss=loss,
-        )
-    if event == "validation":
-        dice = {str(name): float(value) for name, value in message.get("dice", {}).items()}
-        return EpochValidated(int(message["epoch"]), float(message["mean_dice"]), dice)
-    if event == "done":
-        output = message.get("output", message.get("bundle", ""))
-        return CaseDone(str(message.get("input", "")), str(output))
+    match events.from_json(line):
+        case events.SegmentationProgress() as progress:
+            return ProgressUpdate(progress.fraction, progress.stage, progress.eta_s, case=progress.case)
+        case events.TrainingStep() as step:
+            status = training_status(step.epoch, step.loss, step.epochs)
+            return ProgressUpdate(
+                step.fraction, status, step.eta_s, epoch=step.epoch, loss=step.loss, epochs=step.epochs
+            )
+        case events.TrainingValidation() as validation:
+            return EpochValidated(validation.epoch, validation.mean_dice, validation.dice)
+        case events.SegmentationDone() as done:
+            return CaseDone(done.input, done.output)
+        case events.TrainingDone() as done:
+            return CaseDone("", done.bundle)
     return None
 
 
@@ -182,8 +184,8 @@ class ThreadedProcessRunner:
     def start(
         self,
         command: Sequence[str],
-        on_event: EventCallback,
-        on_finished: FinishedCallback,
+        on_event: ProcessEventCallback,
+        on_finished: ProcessFinishedCallback,
         env: dict[str, str] | None = None,
     ) -> None:
         if self.is_running:
@@ -217,8 +219,8 @@ class _Run:
     def __init__(
         self,
         command: Sequence[str],
-        on_event: EventCallback,
-        on_finished: FinishedCallback,
+        on_event: ProcessEventCallback,
+        on_finished: ProcessFinishedCallback,
         env: dict[str, str] | None,
     ) -> None:
         self.on_event, self.on_finished = on_event, on_finished
@@ -269,7 +271,9 @@ class _Run:
     def finish(self, exit_code: int) -> None:
         failed = exit_code != 0 and not self.cancelled
         error = (self.last_error_line or f"the process exited with status {exit_code}") if failed else None
-        self.result = ProcessResult(exit_code, self.cancelled, error, tuple(self.log))
+        self.result = ProcessResult(
+            exit_code=exit_code, cancelled=self.cancelled, error=error, log=tuple(self.log)
+        )
         self.on_finished(self.result)
 
     def cancel(self, grace_s: float) -> None:
@@ -348,26 +352,11 @@ def segmentation_command(
     return command
 
 
-def training_command(
-    python: str,
-    dataset_dir: str | Path,
-    config: str,
-    out_dir: str | Path,
-    *,
-    device: str = "auto",
-    epochs: int | None = None,
-    init_from: str | Path | None = None,
-    resume: bool = False,
-    threads: int | None = None,
-) -> list[str]:
-    """``python -m LungLiverSegTraining train --dataset D --config C --out O ... --progress json``.
+def training_command(python: str, request: TrainRequest) -> list[str]:
+    """``python -m LungLiverSegTraining train <request's options> --progress json``.
 
-    ``config`` is a preset name or a JSON file; with ``resume`` the run's own config is used.
+    Training's own composition root, so that ``train`` exists without package metadata (an
+    installed extension has none).
     """
-    command = [python, "-m", "LungLiverSegTraining", "train", "--dataset", str(dataset_dir)]
-    command += ["--config", config, "--out", str(out_dir), "--device", device, "--progress", "json"]
-    optional = (("--epochs", epochs), ("--init-from", init_from), ("--threads", threads))
-    command += [word for option, value in optional if value is not None for word in (option, str(value))]
-    if resume:
-        command.append("--resume")
-    return command
+    request = replace(request, progress="json")
+    return [python, "-m", "LungLiverSegTraining", "train", *request.to_argv()]

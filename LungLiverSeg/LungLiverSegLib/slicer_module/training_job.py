@@ -1,0 +1,104 @@
+"""A training run started from the module: its status text while it runs, and on success the
+installation of its bundle into the user's models folder.
+
+Training itself runs in a child process (``lunglivseg train``, Training's package); this side
+knows the command only through ``cli.train_request`` and the JSON lines it prints, and imports
+nothing of Training. A cancelled run keeps its last checkpoint, which ``resume`` continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from LungLiverSegLib.cli.train_request import LAST_CHECKPOINT
+from LungLiverSegLib.slicer_module.process import (
+    CaseDone,
+    EpochValidated,
+    Outcome,
+    ProcessEvent,
+    ProcessResult,
+    ProgressUpdateCallback,
+    training_status,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingOutcome(Outcome):
+    """How a training run ended: the installed model and its validation metrics (model.json's
+    ``validation``: Dice and NSD per segment, mean Dice, best epoch), or why it did not."""
+
+    model_name: str | None = None
+    model_version: str | None = None
+    bundle_folder: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+TrainingFinishedCallback = Callable[[TrainingOutcome], None]
+
+
+@dataclass
+class TrainingJob:
+    """One training run, and what its lines told so far (for the status text and the bundle)."""
+
+    replace_installed: bool
+    on_progress: ProgressUpdateCallback | None
+    on_finished: TrainingFinishedCallback | None
+    mean_dice: float | None = None
+    exported_bundle: str | None = None
+    outcome: TrainingOutcome | None = None
+
+    def handle(self, event: ProcessEvent) -> None:
+        """A line of the child: remember the validation Dice and the bundle, report the steps."""
+        if isinstance(event, EpochValidated):
+            self.mean_dice = event.mean_dice
+        elif isinstance(event, CaseDone):
+            self.exported_bundle = event.output
+        elif self.on_progress is not None and event.epoch is not None and event.loss is not None:
+            status = training_status(event.epoch, event.loss, event.epochs, self.mean_dice)
+            self.on_progress(dataclasses.replace(event, stage=status))
+
+    def finish(self, result: ProcessResult) -> None:
+        self.outcome = _installed(self, result)
+        if self.on_finished is not None:
+            self.on_finished(self.outcome)
+
+
+def model_folder(model: str) -> Path:
+    """The folder of a catalogue model (``name`` or ``name@version``): what ``--init-from`` reads."""
+    from LungLiverSegLib.bundle.catalogue import find_model
+
+    return find_model(model).folder
+
+
+def default_run_folder(dataset_dir: str | Path, config: str) -> Path:
+    """``<dataset>-training/<config>`` beside the dataset: checkpoints, curves and the bundle."""
+    dataset = Path(dataset_dir)
+    return dataset.with_name(f"{dataset.name}-training") / Path(config).stem
+
+
+def holds_training_run(run_folder: str | Path) -> bool:
+    """True when the folder has a run's checkpoint: training there must resume (or go elsewhere)."""
+    return (Path(run_folder) / LAST_CHECKPOINT).is_file()
+
+
+def _installed(job: TrainingJob, result: ProcessResult) -> TrainingOutcome:
+    """Install the exported bundle; any failure to do so is the run's error (the GUI waits for it)."""
+    if not result.succeeded:
+        return TrainingOutcome(cancelled=result.cancelled, error=result.error)
+    if not job.exported_bundle:
+        return TrainingOutcome(error="the training finished without reporting its bundle")
+    from LungLiverSegLib.bundle.catalogue import import_model
+    from LungLiverSegLib.bundle.model_json import load_bundle
+
+    try:
+        entry = import_model(job.exported_bundle, overwrite=job.replace_installed)
+        metrics = load_bundle(entry.folder, verify_checksum=False).validation
+    except Exception as error:
+        return TrainingOutcome(error=str(error))
+    return TrainingOutcome(
+        model_name=entry.name, model_version=entry.version, bundle_folder=entry.folder, metrics=dict(metrics)
+    )

@@ -1,0 +1,98 @@
+"""``lunglivseg export``: where the label map comes from, what it prints, and its one-line errors.
+
+The dataset format itself is tested in ``Testing/dataset/test_dataset_export.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from LungLiverSegLib.cli import main
+from LungLiverSegLib.dataset.export import read_dataset
+from LungLiverSegLib.demo.phantom import PHANTOM_LABELS
+from LungLiverSegLib.geometry import Image
+from LungLiverSegLib.imageio.images import write_image, write_segmentation
+
+LABELS = {value: PHANTOM_LABELS[value] for value in (1, 2)}  # lungs, liver
+SHAPE = (8, 12, 16)  # (k, j, i)
+
+
+def boxes(image: Image, lung_shift_i: int = 0) -> Image:
+    """Lungs: a 4x6x10 box (optionally shifted along i); liver: a 2x2x2 box."""
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[2:6, 2:8, 3 + lung_shift_i : 13 + lung_shift_i] = 1
+    labels[5:7, 9:11, 1:3] = 2
+    return image.with_array(labels)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    """A CT, its approved labels (.seg.nrrd: the names travel with it) and a model's proposal."""
+    voxels = np.random.default_rng(0).integers(-1000, 500, SHAPE).astype(np.int16)
+    image = Image(voxels, (1.0, 1.5, 2.0), (10.0, -5.0, 3.0))
+    write_image(tmp_path / "ct.nii.gz", image)
+    write_segmentation(tmp_path / "approved.seg.nrrd", boxes(image), LABELS)
+    write_image(tmp_path / "proposal.nii.gz", boxes(image, lung_shift_i=2))
+    write_image(tmp_path / "lungs.nii.gz", image.with_array((boxes(image).array == 1).astype(np.uint8)))
+    return tmp_path
+
+
+def export(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["export", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_export_records_the_correction_and_refuses_to_overwrite(files: Path, capsys):
+    root = files / "ds"
+    arguments = [str(files / "ct.nii.gz"), str(files / "approved.seg.nrrd"), str(root), "--case-id", "p1"]
+    code, out, err = export([*arguments, "--proposal", str(files / "proposal.nii.gz")], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == f"exported case p1 into {root}"
+    assert "1 corrected from a model proposal" in out
+    [record] = read_dataset(root).cases
+    assert record.source["path"] == str(files / "ct.nii.gz")
+    assert record.correction["lungs"]["dice"] == pytest.approx(0.8)  # 8 of 10 columns overlap
+    code, _, err = export(arguments, capsys)
+    assert code == 2 and err.startswith("lunglivseg: error:") and "overwrite" in err
+
+
+def test_a_label_map_file_must_agree_with_the_dataset(files: Path, capsys):
+    root = files / "ds"
+    code, _, err = export(
+        [str(files / "ct.nii.gz"), str(files / "approved.seg.nrrd"), str(root), "--case-id", "a"], capsys
+    )
+    assert code == 0, err
+    label_map = files / "labels.json"
+    label_map.write_text(json.dumps({"1": {"name": "lungs", "color": [1, 0, 0]}}))
+    lungs = [str(files / "ct.nii.gz"), str(files / "lungs.nii.gz"), str(root), "--case-id", "b"]
+    code, _, err = export([*lungs, "--label-map", str(label_map)], capsys)
+    assert code == 2 and "label 2 is 'liver' in the dataset but not defined" in err
+    code, _, err = export(lungs, capsys)  # no names given: the dataset's own map
+    assert code == 0, err
+    assert [case.case_id for case in read_dataset(root).cases] == ["a", "b"]
+
+
+def test_unnamed_labels_outside_a_dataset_are_refused(files: Path, capsys):
+    code, _, err = export(
+        [str(files / "ct.nii.gz"), str(files / "lungs.nii.gz"), str(files / "ds"), "--case-id", "a"], capsys
+    )
+    assert code == 2 and "--labels-from-model NAME or --label-map JSON" in err
+    unreadable = files / "labels.json"
+    unreadable.write_text("{not json")
+    code, _, err = export(
+        [
+            str(files / "ct.nii.gz"),
+            str(files / "lungs.nii.gz"),
+            str(files / "ds"),
+            "--case-id",
+            "a",
+            "--label-map",
+            str(unreadable),
+        ],
+        capsys,
+    )
+    assert code == 2 and "cannot read the label map" in err
