@@ -69,7 +69,7 @@ def make_bundle(dims: int = 3, name: str = "tiny-lungs", version: str = "1.0.0",
             overlap=0.25,
             batch_size=2,
             unsure_ratio_limit=0.5,
-            input_histogram=HistogramRangeSpec((0.0, 0.5), (0.5, 1.0)),
+            input_histogram=HistogramRangeSpec((0.0,) * 8, (0.5,) * 8),  # 8 bins, as the core computes
         ),
         labels={
             1: LabelInfo(1, "right lung", (0.8, 0.6, 0.0), type=LUNG_TYPE, modifier=RIGHT),

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+ARCHITECTURE_PAGE = REPO_ROOT / "docs" / "ARCHITECTURE.md"
 CORE = "LungLiverSegLib"
 TRAINING = "LungLiverSegTraining"
 SLICER_SIDE = f"{CORE}.slicer_module"
@@ -57,7 +58,9 @@ TORCH_FREE_AT_IMPORT = (
     f"{CORE}.errors",
     f"{CORE}.labels",
     f"{CORE}.files",
+    f"{CORE}.jsonio",
     f"{CORE}.progress",
+    f"{CORE}.tables",
     f"{CORE}.paths",
     f"{CORE}.geometry",
     f"{CORE}.bundle.spec",
@@ -295,6 +298,13 @@ def test_training_never_imports_the_slicer_side(graph: ImportGraph) -> None:
     assert messages == [], _report(messages)
 
 
+def test_the_core_never_imports_monai(graph: ImportGraph) -> None:
+    """Segmenting runs MONAI's networks and sliding window in plain torch (``bundle.unets``,
+    ``segmentation.sliding_window``): importing MONAI costs more than a second of every run."""
+    messages = forbidden_imports(graph, graph.modules(f"{CORE}.*"), ["monai"])
+    assert messages == [], _report(messages)
+
+
 def test_the_cli_never_imports_the_slicer_side(graph: ImportGraph) -> None:
     """Both are front ends; the Slicer side runs the CLI as a child process, never the reverse."""
     messages = forbidden_imports(graph, graph.modules(f"{CORE}.cli.*"), [SLICER_SIDE])
@@ -329,7 +339,7 @@ def test_the_layer_map_and_the_architecture_page_name_every_part_of_the_core(gra
     parts = {name.split(".")[1] for name in graph.modules(f"{CORE}.*") if name != CORE}
     drawings = {
         "LungLiverSegLib/__init__.py": ast.get_docstring(ast.parse(graph.paths[CORE].read_text())) or "",
-        "docs/ARCHITECTURE.md": (REPO_ROOT / "docs" / "ARCHITECTURE.md").read_text(),
+        "docs/ARCHITECTURE.md": ARCHITECTURE_PAGE.read_text(),
     }
     missing = [
         f"{where} does not name {part}"
@@ -338,6 +348,17 @@ def test_the_layer_map_and_the_architecture_page_name_every_part_of_the_core(gra
         if not re.search(rf"`{part}(\.py|/)?`", text)
     ]
     assert missing == [], "\n".join(missing)
+
+
+def test_the_architecture_page_draws_every_file_of_the_tree(graph: ImportGraph) -> None:
+    """Its "The tree" section names every module file of the core and of Training, and no other."""
+    page = ARCHITECTURE_PAGE.read_text()
+    tree = page[page.index("## The tree") :].split("\n## ", 1)[0]
+    drawn = set(re.findall(r"\b\w+\.py\b", tree)) - {"LungLiverSeg.py", "factories.py"}
+    files = {
+        path.name for name, path in graph.paths.items() if _within(name, CORE) or _within(name, TRAINING)
+    }
+    assert (sorted(files - drawn), sorted(drawn - files)) == ([], []), "(not drawn, drawn but absent)"
 
 
 # --- the checker itself, on a tree that breaks every rule once ----------------------------

@@ -6,7 +6,7 @@ first; a module may import from its own layer and the layers below, never above:
 1. foundations: ``errors``, ``labels``, ``files``, ``jsonio``, ``progress``, ``tables``,
    ``paths``, ``geometry`` (numpy/SimpleITK only);
 2. formats: ``imageio`` (images, DICOM, ``.seg.nrrd``) and ``bundle`` (model bundles and the
-   catalogue; only ``bundle.networks`` and ``bundle.weights`` import torch/MONAI);
+   catalogue; only ``bundle.weights``, ``bundle.networks`` and ``bundle.unets`` import torch);
 3. work: ``segmentation`` (torch), ``evaluation`` (numpy/scipy), ``dataset`` (the training
    dataset layout and export);
 4. composition: ``api``, ``demo``;

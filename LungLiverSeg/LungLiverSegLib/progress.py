@@ -20,7 +20,8 @@ from LungLiverSegLib.errors import Cancelled
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One report: overall fraction done (0..1), a stage name and the estimated time left."""
+    """One report to an in-process callback: overall fraction done (0..1), a stage name and the
+    estimated time left. A child process writes it as ``cli.events.SegmentationProgress``."""
 
     fraction: float
     stage: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,17 @@ def test_list_models_shows_bundled_user_and_broken_models(
     table = format_models_table(list(entries.values()))
     assert "shipped-ct" in table and "right lung, left lung" in table
     assert "BROKEN" in table
+
+
+def test_a_bundle_with_the_old_nsd_key_still_installs_and_lists(tmp_path: Path, user_dir: Path) -> None:
+    """Bundles trained before the NSD key became "nsd@2mm" say "nsd_2mm" in their validation."""
+    validation = {"dice": {"right lung": 0.9}, "nsd_2mm": {"right lung": 0.8}, "cpu_time_s": 2.5}
+    old = replace(make_bundle(name="old-lungs"), validation=validation)
+    import_model(save_tiny_bundle(tmp_path / "old-lungs-v1.0.0", old))
+    [entry] = [entry for entry in list_models() if entry.name == "old-lungs"]
+    assert entry.error is None and entry.cpu_time_s == 2.5
+    assert "old-lungs" in format_models_table([entry])
+    assert load_bundle(entry.folder).validation == validation
 
 
 def test_empty_catalogue_tells_how_to_import(bundled_dir: Path, user_dir: Path) -> None:

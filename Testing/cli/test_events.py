@@ -24,7 +24,7 @@ EVENTS = [
     SegmentationProgress(case="ct.nrrd", fraction=0.5, stage="inference", elapsed_s=1.5, eta_s=None),
     SegmentationDone(input="in/ct.nrrd", output="out/ct.seg.nrrd"),
     TrainingStep(epoch=3, epochs=40, step=2, steps=5, loss=0.41, fraction=0.07, eta_s=160.2),
-    TrainingValidation(epoch=3, dice={"lungs": 0.95}, mean_dice=0.95, extra={"nsd_2mm": {"lungs": 0.9}}),
+    TrainingValidation(epoch=3, dice={"lungs": 0.95}, mean_dice=0.95, extra={"nsd@2mm": {"lungs": 0.9}}),
     TrainingEpoch(epoch=3, loss=0.4, lr=0.003, extra={"weights": "mean of the weights of epochs 2-3"}),
     TrainingDone(bundle="runs/x/bundle/x-v0.1.0", best_epoch=3, best_mean_dice=0.95, training_time_s=12.0),
 ]
@@ -50,7 +50,7 @@ def test_segmentation_progress_on_the_wire():
 
 def test_extra_keys_are_written_flat_and_kept_on_reading():
     line = (
-        '{"event": "validation", "epoch": 10, "dice": {"lungs": 0.95}, "nsd_2mm": {"lungs": 0.9}, '
+        '{"event": "validation", "epoch": 10, "dice": {"lungs": 0.95}, "nsd@2mm": {"lungs": 0.9}, '
         '"mean_dice": 0.95, "cases": 2, "cpu_time_s": 1.1}'
     )
     event = from_json(line)
@@ -58,7 +58,7 @@ def test_extra_keys_are_written_flat_and_kept_on_reading():
         epoch=10,
         dice={"lungs": 0.95},
         mean_dice=0.95,
-        extra={"nsd_2mm": {"lungs": 0.9}, "cases": 2, "cpu_time_s": 1.1},
+        extra={"nsd@2mm": {"lungs": 0.9}, "cases": 2, "cpu_time_s": 1.1},
     )
     assert json.loads(event.to_json()) == json.loads(line)
 

@@ -96,3 +96,19 @@ def test_unnamed_labels_outside_a_dataset_are_refused(files: Path, capsys):
         capsys,
     )
     assert code == 2 and "cannot read the label map" in err
+
+
+def test_a_model_names_the_datasets_channel_after_its_modality(tmp_path: Path, capsys):
+    """An X-ray dataset must not get nnU-Net's CT normalisation (channel name "CT")."""
+    x_ray = Image(
+        np.random.default_rng(1).integers(0, 255, (32, 24)).astype(np.uint8), (0.2, 0.2), (0.0, 0.0)
+    )
+    lungs = np.zeros((32, 24), np.uint8)
+    lungs[4:28, 2:10], lungs[4:28, 14:22] = 1, 2
+    write_image(tmp_path / "cxr.png", x_ray)
+    write_image(tmp_path / "lungs.png", x_ray.with_array(lungs))
+    root = tmp_path / "ds"
+    arguments = [str(tmp_path / "cxr.png"), str(tmp_path / "lungs.png"), str(root), "--case-id", "a"]
+    code, _, err = export([*arguments, "--labels-from-model", "lungs-cxr-2d"], capsys)
+    assert code == 0, err
+    assert json.loads((root / "dataset.json").read_text())["channel_names"] == {"0": "CXR"}

@@ -10,7 +10,7 @@ import pytest
 import torch
 from factories import CoinFlipNet, ThresholdNet, ellipsoid_ct, threshold_bundle, threshold_model
 from LungLiverSegLib.bundle.spec import HistogramRangeSpec, IntensitySpec, ModelBundle
-from LungLiverSegLib.errors import InputImageError
+from LungLiverSegLib.errors import BundleError, InputImageError
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.segmentation.input_checks import (
     InputWarning,
@@ -100,17 +100,20 @@ def test_histogram_distance_is_the_share_of_voxels_outside_the_training_range():
 
 def test_check_prediction_returns_both_measures_and_warns_only_beyond_each_limit():
     sure = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]])[:, None, None, :]  # 3 found, 0 unsure
-    unsure = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.5, 0.5, 1.0, 1.0]])[:, None, None, :]  # 2 unsure / 2 found
+    unsure = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.5, 0.5, 1.0, 1.0]])[
+        :, None, None, :
+    ]  # 2 unsure / 2 found
     dark = torch.zeros(1, 1, 2, 2)  # every voxel in the lowest histogram bin
     spec = IntensitySpec("window", -1000.0, 500.0)
     assert intensity_histogram(dark, spec)[0] == 1.0
-    like_dark = with_fingerprint(threshold_bundle(), [0.9, *[0.0] * 7], [1.0, *[0.1] * 7])
+    like_dark = with_fingerprint(threshold_bundle(), [1.0, *[0.0] * 7], [1.0, *[0.0] * 7])
+    stricter = replace(like_dark, inference=replace(like_dark.inference, unsure_ratio_limit=0.5))
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputWarning)
         assert check_prediction(sure, dark, like_dark, "case") == (0.0, 0.0)
     with pytest.warns(InputWarning, match="case: the model 'threshold-test' is unsure") as caught:
         assert check_prediction(unsure, dark, like_dark, "case") == (1.0, 0.0)  # limit 1.0: not above
-        check_prediction(unsure, dark, replace(like_dark, inference=replace(like_dark.inference, unsure_ratio_limit=0.5)), "case")
+        check_prediction(unsure, dark, stricter, "case")
     assert len(caught) == 1
     bright = torch.ones(1, 1, 2, 2)  # every voxel in the top bin: all of them outside the fingerprint
     with pytest.warns(InputWarning, match="100% of the voxels fall outside"):
@@ -130,3 +133,11 @@ def test_intensities_unlike_every_training_image_warn():
     with pytest.warns(InputWarning, match="unlike every image"):
         result = segment_image(brighter, model)
     assert result.metadata["histogram_distance"] > 0.25
+
+
+def test_a_fingerprint_with_another_number_of_bins_is_a_bundle_error():
+    bundle = with_fingerprint(threshold_bundle(), [0.0, 0.0], [1.0, 1.0])
+    with pytest.raises(
+        BundleError, match="'threshold-test': inference.input_histogram has 2 bins; this version computes 8"
+    ):
+        histogram_distance(np.full(8, 1 / 8), bundle)

@@ -1,6 +1,6 @@
-"""The first-run promise: in a Slicer where torch, MONAI and safetensors are not installed yet, the
-module's code loads and says what is missing (so the "install the dependencies?" dialog can
-appear); and the install plan takes the pins of pyproject.toml.
+"""The first-run promise: in a Slicer where torch, MONAI, safetensors and matplotlib are not
+installed yet, the module's code loads and says what is missing (so the "install the
+dependencies?" dialog can appear); and the install plan takes the pins of pyproject.toml.
 
 ``LungLiverSeg.py`` itself loads under Slicer's own Python layer (v5.10.0 and v5.12.3, from
 ../shared/slicer-reference) on slicer-core's real MRML, with stand-ins only for what is not under
@@ -23,7 +23,8 @@ from LungLiverSegLib.paths import LIBRARY
 from LungLiverSegLib.slicer_module import dependencies
 from packaging.requirements import Requirement
 
-NOT_INSTALLED = ("torch", "monai", "safetensors")
+# What a fresh Slicer lacks of the dependencies (it ships numpy, scipy, Pillow and SimpleITK).
+NOT_INSTALLED = ("torch", "monai", "safetensors", "matplotlib")
 
 # Every finder on sys.meta_path stops seeing NOT_INSTALLED, as in a Slicer before the first
 # install: ``import torch`` raises ModuleNotFoundError and ``find_spec("torch")`` is None.

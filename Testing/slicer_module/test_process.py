@@ -201,7 +201,7 @@ def test_what_training_prints_becomes_progress_validation_and_done(capsys: pytes
     reporter.step(epoch=3, step=5, steps=5, loss=0.410934, done_steps=15)
     scores = {
         "dice": {"lungs": 0.95, "liver": 0.91},
-        "nsd_2mm": {"lungs": 0.9, "liver": 0.8},
+        "nsd@2mm": {"lungs": 0.9, "liver": 0.8},
         "mean_dice": 0.93,
     }
     reporter.epoch_end(

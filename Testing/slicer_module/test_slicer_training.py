@@ -43,7 +43,7 @@ EPOCHS_BEFORE_RESUME = 4
             ProgressUpdate(0.03, "epoch 3, loss 0.41", 160.2, epoch=3, loss=0.4109),
         ),
         (
-            '{"event": "validation", "epoch": 10, "dice": {"lungs": 0.95}, "nsd_2mm": {"lungs": 0.9}, '
+            '{"event": "validation", "epoch": 10, "dice": {"lungs": 0.95}, "nsd@2mm": {"lungs": 0.9}, '
             '"mean_dice": 0.95, "cases": 2, "cpu_time_s": 1.1}',
             EpochValidated(10, 0.95, {"lungs": 0.95}),
         ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from LungLiverSegTraining.progress_report import Reporter
 
-SCORES = {"dice": {"lungs": 0.95, "liver": 0.91}, "nsd_2mm": {"lungs": 0.9, "liver": 0.8}, "mean_dice": 0.93}
+SCORES = {"dice": {"lungs": 0.95, "liver": 0.91}, "nsd@2mm": {"lungs": 0.9, "liver": 0.8}, "mean_dice": 0.93}
 SUMMARY = {"bundle": "run/bundle/x-v1.0.0", "best_epoch": 1, "best_mean_dice": 0.93, "training_time_s": 9.0}
 
 

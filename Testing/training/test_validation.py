@@ -37,6 +37,6 @@ def test_2d_validation_pools_dice_per_volume(tmp_path):
         BrightIsForeground(), config.bundle_template(), cases, torch.device("cpu"), DistributedContext()
     )
     assert result["mean_dice"] == pytest.approx((3200 / 3232 + 1.0) / 2)
-    assert result["nsd_2mm"]["liver"] == pytest.approx((0.5 + 1.0) / 2)  # NSD: mean over a volume's slices
+    assert result["nsd@2mm"]["liver"] == pytest.approx((0.5 + 1.0) / 2)  # NSD: mean over a volume's slices
     assert (result["patients"], result["cases"]) == (2, 3)
     assert result["unsure_ratio_p95"] == 0.01  # a sure network: every image in the first 0.01 bin

@@ -21,6 +21,7 @@ from typing import Any
 from LungLiverSegLib.bundle.model_json import bundle_from_json
 from LungLiverSegLib.bundle.spec import ModelBundle
 from LungLiverSegLib.errors import BundleError
+from LungLiverSegLib.jsonio import read_json
 
 from LungLiverSegTraining.errors import TrainingConfigError
 
@@ -194,8 +195,4 @@ def load_config(name_or_path: str) -> TrainingConfig:
         raise TrainingConfigError(
             f"--config {name_or_path!r}: neither a preset ({', '.join(PRESETS)}) nor a JSON file"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise TrainingConfigError(f"{path}: cannot read the config: {error}") from error
-    return config_from_json(data, str(path))
+    return config_from_json(read_json(path, TrainingConfigError, "the config"), str(path))

@@ -9,32 +9,33 @@ Two layouts are read:
   volume) of ``10001_102.png`` is the part before the last ``_`` (``10001``), so slices of one
   volume never end up on both sides of the split.
 
-Every problem is a ``DatasetError`` naming the file, because a training run that dies an hour in
-on a mislabelled case wastes far more time than a check up front.
+The MSD / nnU-Net names and dataset.json are read through ``LungLiverSegLib.dataset.layout``,
+the module export writes them with. Every problem is a ``DatasetError`` naming the file, because
+a training run that dies an hour in on a mislabelled case wastes far more time than a check up
+front. (Not ``monai.data.load_decathlon_datalist``: the "training" list is read by the core's
+``layout``, which export uses without MONAI, and MONAI's reader checks no file and names neither
+dataset.json nor the entry when an entry is malformed.)
 """
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from LungLiverSegLib.dataset import layout
+from LungLiverSegLib.dataset.layout import DATASET_JSON, NNUNET_SPLITS
 from LungLiverSegLib.errors import LungLiverSegError
-from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.imageio.images import read_image
+from LungLiverSegLib.geometry import Image, grid_difference
+from LungLiverSegLib.imageio import read_image, split_image_name
+from LungLiverSegLib.imageio.suffixes import PICTURE_SUFFIXES
+from LungLiverSegLib.jsonio import read_json
 
 from LungLiverSegTraining.config import TrainingConfig
 from LungLiverSegTraining.errors import DatasetError
 
-DATASET_JSON = "dataset.json"
-NNUNET_SPLITS = "splits_final.json"
-IMAGE_SUFFIXES_2D = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-NIFTI_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
-CHANNEL_SUFFIX = "_0000"
-GEOMETRY_TOLERANCE = 1e-3
 UNKNOWN_LABEL = -1
 
 
@@ -91,81 +92,25 @@ def _open_msd(root: Path) -> Dataset:
             f"{root}: missing {DATASET_JSON} (expected the MSD / nnU-Net layout with "
             "dataset.json, imagesTr/, labelsTr/, or a 2D layout with images/ and masks/)"
         )
-    try:
-        description = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"{json_path}: cannot read: {error}") from error
-    if not isinstance(description, dict):
-        raise DatasetError(f"{json_path}: expected a JSON object")
-    labels = parse_label_map(description.get("labels"), json_path)
-    listed = description.get("training")
-    pairs = _listed_pairs(root, listed, json_path) if listed else _globbed_pairs(root)
+    description = layout.read_dataset_json(root, DatasetError)
+    labels = layout.label_names(description, json_path, DatasetError)
+    listed = bool(description.get("training"))
+    if listed:
+        pairs = layout.listed_cases(root, description, DatasetError)
+    else:
+        pairs = layout.found_cases(root, DatasetError)
+    for _, image, label in pairs:
+        for path in (image, label):
+            _require_file(path, json_path if listed else image)
     cases = _unique_cases(
         [Case(case_id, case_id, image, label) for case_id, image, label in pairs], json_path
     )
     return Dataset(root, cases, labels, _predefined_split(root, description, json_path))
 
 
-def parse_label_map(labels: object, source: Path) -> dict[int, str]:
-    """``{"0": "background", "1": "liver"}`` or ``{"background": 0, "liver": 1}`` -> ``{1: "liver"}``."""
-    if not isinstance(labels, dict) or not labels:
-        raise DatasetError(f"{source}: labels: missing or not a JSON object")
-    msd_style = all(str(key).isdigit() for key in labels)
-    pairs = labels.items() if msd_style else ((value, name) for name, value in labels.items())
-    result: dict[int, str] = {}
-    for value, name in pairs:
-        if not str(value).isdigit() or not isinstance(name, str):
-            raise DatasetError(
-                f"{source}: labels: {name!r}: {value!r} is not a label value; expected "
-                '{"0": "background", "1": "liver"} or {"background": 0, "liver": 1}'
-            )
-        result[int(value)] = name
-    return {value: name for value, name in sorted(result.items()) if value != 0}
-
-
-def _listed_pairs(root: Path, listed: object, source: Path) -> list[tuple[str, Path, Path]]:
-    """MSD's ``"training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}]``."""
-    if not isinstance(listed, list):
-        raise DatasetError(f"{source}: training: expected a list of {{image, label}} objects")
-    pairs = []
-    for entry in listed:
-        if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
-            raise DatasetError(f"{source}: training: entry {entry!r} lacks image or label")
-        image, label = root / entry["image"], root / entry["label"]
-        pairs.append((_case_id(label.name), _existing(image, source), _existing(label, source)))
-    return pairs
-
-
-def _globbed_pairs(root: Path) -> list[tuple[str, Path, Path]]:
-    images_folder, labels_folder = root / "imagesTr", root / "labelsTr"
-    for folder in (images_folder, labels_folder):
-        if not folder.is_dir():
-            raise DatasetError(f"{folder}: missing (the MSD / nnU-Net layout needs imagesTr/ and labelsTr/)")
-    pairs = []
-    for image in sorted(p for p in images_folder.iterdir() if p.name.endswith(NIFTI_SUFFIXES)):
-        case_id = _case_id(image.name)
-        if case_id.endswith(CHANNEL_SUFFIX):
-            case_id = case_id[: -len(CHANNEL_SUFFIX)]
-        elif "_" in case_id and case_id.rsplit("_", 1)[1].isdigit() and len(case_id.rsplit("_", 1)[1]) == 4:
-            raise DatasetError(
-                f"{image}: only single-channel datasets are supported (channel {case_id.rsplit('_', 1)[1]})"
-            )
-        label = _existing(labels_folder / (case_id + image.name[len(_case_id(image.name)) :]), image)
-        pairs.append((case_id, image, label))
-    return pairs
-
-
-def _case_id(file_name: str) -> str:
-    for suffix in (*NIFTI_SUFFIXES, *IMAGE_SUFFIXES_2D):
-        if file_name.lower().endswith(suffix):
-            return file_name[: -len(suffix)]
-    return file_name
-
-
-def _existing(path: Path, source: Path) -> Path:
+def _require_file(path: Path, source: Path) -> None:
     if not path.is_file():
         raise DatasetError(f"{source}: {path} does not exist")
-    return path
 
 
 def _unique_cases(cases: list[Case], source: Path) -> tuple[Case, ...]:
@@ -185,7 +130,7 @@ def _predefined_split(root: Path, description: dict[str, Any], source: Path) -> 
     split = description.get("split")
     splits_file = root / NNUNET_SPLITS
     if split is None and splits_file.is_file():
-        folds = json.loads(splits_file.read_text(encoding="utf-8"))
+        folds = read_json(splits_file, DatasetError, "nnU-Net's splits")
         split, source = (folds[0] if isinstance(folds, list) and folds else folds), splits_file
     if split is None:
         return None
@@ -202,11 +147,11 @@ def _open_image_folders(root: Path, config: TrainingConfig) -> Dataset:
             "masks of the same file names)"
         )
     cases = []
-    for image in sorted(p for p in (root / "images").iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES_2D)):
+    for image in sorted(p for p in (root / "images").iterdir() if split_image_name(p)[1] in PICTURE_SUFFIXES):
         mask = masks_folder / image.name
         if not mask.is_file():
             raise DatasetError(f"{image}: no mask {mask.name} in {masks_folder}")
-        case_id = _case_id(image.name)
+        case_id = split_image_name(image)[0]
         cases.append(Case(case_id, case_id.rsplit("_", 1)[0] if "_" in case_id else case_id, image, mask))
     return Dataset(root, _unique_cases(cases, root / "images"), dict(config.label_names))
 
@@ -257,20 +202,19 @@ def load_case(case: Case, lookup: np.ndarray) -> tuple[Image, Image]:
 
 
 def check_same_grid(image: Image, labels: Image, case: Case) -> None:
-    """Image and labels must share size, spacing, origin and direction (within 1e-3)."""
+    """Image and labels must lie on one voxel grid (``geometry.grid_difference``'s tolerance)."""
     if image.array.ndim != labels.array.ndim or image.size != labels.size:
         raise DatasetError(
             f"case {case.case_id}: image size {image.size} (array {image.array.shape}) "
             f"differs from label size {labels.size} (array {labels.array.shape})"
         )
-    for name in ("spacing", "origin", "direction"):
-        if not np.allclose(getattr(image, name), getattr(labels, name), atol=GEOMETRY_TOLERANCE):
-            raise DatasetError(
-                f"case {case.case_id}: image and label {name} differ "
-                f"({np.round(getattr(image, name), 4).tolist()} vs "
-                f"{np.round(getattr(labels, name), 4).tolist()}); resample the labels "
-                "onto the image grid"
-            )
+    difference = grid_difference(image, labels)
+    if difference is not None:
+        name, _, values = difference.partition(" ")
+        raise DatasetError(
+            f"case {case.case_id}: image and label {name} differ: {values}; resample the labels "
+            "onto the image grid"
+        )
 
 
 # ------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 
 import matplotlib
 from LungLiverSegLib.cli.events import Event, TrainingDone, TrainingEpoch, TrainingStep, TrainingValidation
+from LungLiverSegLib.evaluation.metrics import NSD_KEY, NSD_TOLERANCE_MM
 from LungLiverSegLib.files import atomic_output
 from LungLiverSegLib.tables import progress_bar
 
@@ -161,9 +162,9 @@ def write_curves(history: list[dict[str, Any]], path: Path) -> None:
         )
         dice_axes.plot(
             [r["epoch"] for r in validated],
-            [r["val"]["nsd_2mm"][name] for r in validated],
+            [r["val"][NSD_KEY][name] for r in validated],
             linestyle="--",
-            label=f"NSD@2mm {name}",
+            label=f"NSD@{NSD_TOLERANCE_MM:g}mm {name}",
         )
     dice_axes.set(xlabel="epoch", ylabel="score", ylim=(0, 1), title="validation")
     for axes in (loss_axes, dice_axes):

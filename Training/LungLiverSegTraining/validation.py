@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from LungLiverSegLib.bundle.spec import ModelBundle
-from LungLiverSegLib.evaluation.metrics import compute_label_metrics, nsd_key
+from LungLiverSegLib.evaluation.metrics import NSD_KEY, NSD_TOLERANCE_MM, compute_label_metrics
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.segmentation.input_checks import HISTOGRAM_TOLERANCE, InputWarning
 from LungLiverSegLib.segmentation.segment import LoadedModel, segment_image
@@ -30,9 +30,9 @@ from LungLiverSegTraining.config import TrainingConfig
 from LungLiverSegTraining.dataset_reader import Dataset, label_lookup, load_case
 from LungLiverSegTraining.distributed import DistributedContext, sum_across_ranks
 
-NSD_TOLERANCE_MM = 2.0
-METRICS = ("dice", "nsd_2mm")
-"""Names in the history and the bundle, in the order of the score vectors."""
+METRICS = ("dice", NSD_KEY)
+"""Names in the history and the bundle, in the order of the score vectors (``nsd@2mm``, as
+``lunglivseg evaluate`` and export's correction records spell it)."""
 UNSURE_BINS = np.linspace(0.0, 5.0, 501)
 """Histogram of the images' ``unsure_ratio`` (summed across ranks, so percentiles work under DDP)."""
 
@@ -74,7 +74,7 @@ def validate(
 ) -> dict[str, object]:
     """Mean per-patient Dice and NSD@2mm per segment (each rank scores its share of patients).
 
-    Returns ``{"dice": {name: v}, "nsd_2mm": {name: v}, "mean_dice": v, "cases": n,
+    Returns ``{"dice": {name: v}, "nsd@2mm": {name: v}, "mean_dice": v, "cases": n,
     "patients": n, "cpu_time_s" or "gpu_time_s": mean seconds per case, "unsure_ratio_p95": v,
     "unlike_training_images": n}``; the timing is what the model catalogue shows users as the
     expected segmentation time of one image; the last two measure the input checks' false alarms
@@ -145,7 +145,7 @@ def _group_scores(
         for row, (value, name) in enumerate(names.items()):
             pred, truth = prediction == value, case.labels.array == value
             overlap[row] += (np.count_nonzero(pred & truth), np.count_nonzero(pred) + np.count_nonzero(truth))
-            nsd_sum[row] += scores[name][nsd_key(NSD_TOLERANCE_MM)]
+            nsd_sum[row] += scores[name][NSD_KEY]
     dice = [1.0 if total == 0 else 2.0 * both / total for both, total in overlap]  # metrics.dice's policy
     return torch.tensor(
         [*dice, *(nsd_sum / len(group)), unlike, seconds, len(group), 1.0], dtype=torch.float64

@@ -1,6 +1,7 @@
 """Model bundles (model.json + safetensors weights + card) and the catalogue of installed models.
 
 ``spec``, ``json_fields``, ``model_json``, ``card`` and ``catalogue`` import no torch, so listing
-and validating models is cheap and works in a Slicer without torch. ``networks`` (MONAI) and
-``weights`` (torch, safetensors) build and load networks. May import: the foundations only.
+and validating models is cheap and works in a Slicer without torch. ``networks`` and ``unets``
+(torch; MONAI's U-Nets without importing MONAI) and ``weights`` (torch, safetensors) build and
+load networks. May import: the foundations only.
 """

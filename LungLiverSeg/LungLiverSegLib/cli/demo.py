@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from LungLiverSegLib.cli.options import add_runtime_options
-from LungLiverSegLib.cli.segment import progress_printer
+from LungLiverSegLib.cli.segment import case_progress, progress_printer
 from LungLiverSegLib.progress import CancelToken, Progress
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     report = progress_printer(args.progress)
 
     def progress_for(model: str) -> Progress:
-        return Progress(lambda event: report(event, f"phantom ({model})"), cancel, STAGES)
+        return case_progress(report, f"phantom ({model})", cancel, STAGES)
 
     options = {"device": args.device, "threads": args.threads, "progress_for": progress_for}
     print(format_summary(run_demo(args.out, models=args.model or DEMO_MODELS, **options)))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from LungLiverSegLib.errors import LungLiverSegError
+from LungLiverSegLib.labels import default_label_name
 from LungLiverSegLib.progress import CancelToken
 
 
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
 
     labels = parse_label_arguments(args.labels)
     tolerances = tuple(args.tolerance_mm)
+    result: evaluate.CaseResult | evaluate.FolderResult
     if args.pred.is_dir() and args.gt.is_dir():
         result = evaluate.evaluate_folders(args.pred, args.gt, labels=labels, tolerances_mm=tolerances)
     else:
@@ -54,5 +56,5 @@ def parse_label_arguments(values: Sequence[str] | None) -> dict[int, str] | None
         number, _, name = value.partition("=")
         if not number.strip().isdigit() or int(number) == 0:
             raise LungLiverSegError(f"--labels: {value!r} is not a positive label value (e.g. 1 or 1=lungs)")
-        labels[int(number)] = name.strip() or f"label_{int(number)}"
+        labels[int(number)] = name.strip() or default_label_name(int(number))
     return labels

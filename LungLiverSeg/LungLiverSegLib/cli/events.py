@@ -64,7 +64,7 @@ class Event:
         """The event from its JSON object; KeyError, TypeError or ValueError when it is not one."""
         known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         values = {
-            name: _READERS[known[name].type](value)
+            name: _READERS[str(known[name].type)](value)
             for name, value in message.items()
             if name in known and name != "extra"
         }
@@ -165,16 +165,12 @@ class TrainingDone(Event):
     training_time_s: float | None = None
 
 
-ChildEvent = (
-    SegmentationProgress | SegmentationDone | TrainingStep | TrainingValidation | TrainingEpoch | TrainingDone
-)
-
 _BY_NAME: dict[str, type[Event]] = {
     kind.EVENT: kind for kind in (SegmentationProgress, TrainingStep, TrainingValidation, TrainingEpoch)
 }
 
 
-def from_json(line: str) -> ChildEvent | None:
+def from_json(line: str) -> Event | None:
     """The event one stdout line carries, or None for any other line.
 
     Both commands end with ``done``: training's names its ``bundle``, segmentation's its ``output``.
@@ -189,7 +185,7 @@ def from_json(line: str) -> ChildEvent | None:
     if name == "done":
         kind: type[Event] | None = TrainingDone if "bundle" in message else SegmentationDone
     else:
-        kind = _BY_NAME.get(name)
+        kind = _BY_NAME.get(str(name))
     if kind is None:
         return None
     try:

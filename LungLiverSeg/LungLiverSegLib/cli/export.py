@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from LungLiverSegLib.progress import CancelToken
 
 if TYPE_CHECKING:
+    from LungLiverSegLib.bundle.spec import ModelBundle
     from LungLiverSegLib.labels import LabelMap
 
 
@@ -35,9 +35,10 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     from LungLiverSegLib.imageio import read_image
 
     image = read_image(args.image, args.series_uid)
-    label_map, model = _label_map(args)
+    label_map, bundle = _label_map(args)
     approved = read_image(args.label)
     proposal = None if args.proposal is None else read_image(args.proposal)
+    model = None if bundle is None else {"name": bundle.name, "version": bundle.version}
     record = export_case(
         args.dataset_dir,
         args.case_id,
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         label_map,
         proposal=proposal,
         model=model if proposal is not None else None,
+        modality=None if bundle is None else bundle.modality,
         overwrite=args.overwrite,
     )
     print(f"exported case {record.case_id} into {args.dataset_dir}")
@@ -53,8 +55,9 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     return 0
 
 
-def _label_map(args: argparse.Namespace) -> tuple[LabelMap, dict[str, str] | None]:
-    """--labels-from-model, --label-map, a .seg.nrrd's own segments, or the existing dataset's map."""
+def _label_map(args: argparse.Namespace) -> tuple[LabelMap, ModelBundle | None]:
+    """--labels-from-model (the model also gives the modality), --label-map, a .seg.nrrd's own
+    segments, or the existing dataset's map."""
     from LungLiverSegLib.dataset.export import DATASET_JSON, DatasetExportError, read_dataset
     from LungLiverSegLib.imageio import SEGMENTATION_SUFFIX, read_segmentation
 
@@ -62,7 +65,7 @@ def _label_map(args: argparse.Namespace) -> tuple[LabelMap, dict[str, str] | Non
         from LungLiverSegLib.bundle.catalogue import find_model
 
         bundle = find_model(args.labels_from_model)
-        return bundle.labels, {"name": bundle.name, "version": bundle.version}
+        return bundle.labels, bundle
     if args.label_map is not None:
         return _read_label_map_file(args.label_map), None
     if args.label.name.lower().endswith(SEGMENTATION_SUFFIX):
@@ -79,9 +82,6 @@ def _read_label_map_file(path: Path) -> LabelMap:
     from LungLiverSegLib.bundle.json_fields import JsonFields
     from LungLiverSegLib.bundle.model_json import parse_labels
     from LungLiverSegLib.dataset.export import DatasetExportError
+    from LungLiverSegLib.jsonio import read_json
 
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetExportError(f"{path}: cannot read the label map ({error})") from None
-    return parse_labels(JsonFields(data, path, "labels"))
+    return parse_labels(JsonFields(read_json(path, DatasetExportError, "the label map"), path, "labels"))

@@ -13,7 +13,6 @@ from LungLiverSegLib.errors import LungLiverSegError
 from LungLiverSegLib.progress import CancelToken, Progress, ProgressEvent
 from LungLiverSegLib.tables import progress_bar
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg")
 BAR_WIDTH = 30
 
 CaseProgressPrinter = Callable[[ProgressEvent, str], None]
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     report = progress_printer(args.progress)
     for number, (source, target) in enumerate(cases, start=1):
         label = f"{number}/{len(cases)} {source.name}" if len(cases) > 1 else source.name
-        progress = Progress(lambda event, label=label: report(event, label), cancel, STAGES)
+        progress = case_progress(report, label, cancel, STAGES)
         segment(
             source,
             target,
@@ -65,25 +64,26 @@ def segmentation_cases(source: Path, target: Path, suffix: str) -> list[tuple[Pa
     """One (input, output) pair, or one per image file when ``source`` is a folder of images."""
     if not source.exists():
         raise LungLiverSegError(f"{source}: no such file or folder")
-    images = sorted(p for p in source.iterdir() if _is_image_file(p)) if source.is_dir() else []
+    images = _image_stems(source) if source.is_dir() else {}
     if not images:
         return [(source, target)]
     if target.exists() and not target.is_dir():
         raise LungLiverSegError(f"{target}: the input is a folder, so the output must be a folder")
     target.mkdir(parents=True, exist_ok=True)
-    return [(image, target / (_stem(image) + suffix)) for image in images]
+    return [(image, target / (stem + suffix)) for image, stem in images.items()]
 
 
-def _is_image_file(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
+def _image_stems(folder: Path) -> dict[Path, str]:
+    """The image files in ``folder``, sorted, with their names' stems (a ``.seg.nrrd`` is a
+    segmentation, not an input)."""
+    from LungLiverSegLib.imageio import SEGMENTATION_SUFFIX, split_image_name
 
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    stems = {}
+    for path in sorted(folder.iterdir()):
+        stem, kind = split_image_name(path)
+        if kind not in ("", SEGMENTATION_SUFFIX) and path.is_file():
+            stems[path] = stem
+    return stems
 
 
 def progress_printer(mode: str) -> CaseProgressPrinter:
@@ -93,6 +93,13 @@ def progress_printer(mode: str) -> CaseProgressPrinter:
     if mode == "bar":
         return print_bar
     return lambda event, case: None
+
+
+def case_progress(
+    report: CaseProgressPrinter, case: str, cancel: CancelToken, stages: dict[str, float]
+) -> Progress:
+    """The ``Progress`` of one case, whose reports ``report`` shows under the case's name."""
+    return Progress(lambda event: report(event, case), cancel, stages)
 
 
 def print_bar(event: ProgressEvent, case: str) -> None:

@@ -39,7 +39,7 @@ from LungLiverSegLib.dataset import layout
 from LungLiverSegLib.dataset.layout import CASES_JSONL, DATASET_JSON
 from LungLiverSegLib.errors import LungLiverSegError
 from LungLiverSegLib.evaluation.evaluate import json_safe
-from LungLiverSegLib.evaluation.metrics import NSD_TOLERANCE_MM, mask_metrics, nsd_key
+from LungLiverSegLib.evaluation.metrics import NSD_KEY, NSD_TOLERANCE_MM, mask_metrics
 from LungLiverSegLib.files import write_text_atomic
 from LungLiverSegLib.geometry import Image, grid_difference
 from LungLiverSegLib.imageio import write_image
@@ -55,7 +55,6 @@ OWN_SECTION = "lunglivseg"
 MAX_CASE_ID_LENGTH = 100
 NOT_CASE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_LABEL_VALUE = 255  # labels are stored as uint8
-NSD_KEY = nsd_key(NSD_TOLERANCE_MM)
 
 
 class DatasetExportError(LungLiverSegError):

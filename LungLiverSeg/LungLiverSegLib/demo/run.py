@@ -20,7 +20,7 @@ import numpy as np
 
 from LungLiverSegLib.demo.phantom import make_phantom
 from LungLiverSegLib.demo.report import label_volumes_ml, save_overlay_png, volumes_to_csv
-from LungLiverSegLib.evaluation.metrics import compute_label_metrics, nsd_key
+from LungLiverSegLib.evaluation.metrics import NSD_KEY, NSD_TOLERANCE_MM, compute_label_metrics
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import write_image, write_segmentation
 from LungLiverSegLib.labels import LabelMap
@@ -29,7 +29,6 @@ from LungLiverSegLib.segmentation.segment import load_model, segment_image
 
 DEMO_SEED = 2026
 DEMO_MODELS = ("lungs-ct-3d", "phantom-ct-3d")
-NSD_TOLERANCE_MM = 2.0
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,7 @@ def run_demo(
         labels.array, truth.array, truth.spacing[::-1], names, tolerances_mm=(NSD_TOLERANCE_MM,)
     )
     agreement = {
-        name: Agreement(row["dice"], row[nsd_key(NSD_TOLERANCE_MM)], runs[sources[name]])
-        for name, row in scores.items()
+        name: Agreement(row["dice"], row[NSD_KEY], runs[sources[name]]) for name, row in scores.items()
     }
     return DemoResult(
         tuple(runs), ct_path, ct.size, ct.spacing, seg_path, overlay, csv_path, volumes, agreement

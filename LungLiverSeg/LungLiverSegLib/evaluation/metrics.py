@@ -293,6 +293,11 @@ def nsd_key(tolerance_mm: float) -> str:
     return f"nsd@{tolerance_mm:g}mm"
 
 
+NSD_KEY = nsd_key(NSD_TOLERANCE_MM)
+"""``nsd@2mm``: the key of the one reported NSD, in training histories, model.json validation
+sections and export's correction records."""
+
+
 def mask_metrics(
     pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], tolerances_mm: Sequence[float] = (1.0, 2.0)
 ) -> dict[str, float]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from LungLiverSegLib.bundle.spec import ModelBundle
-from LungLiverSegLib.errors import InputImageError
+from LungLiverSegLib.errors import BundleError, InputImageError
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.segmentation.preprocess import intensity_histogram
 
@@ -141,6 +141,11 @@ def histogram_distance(histogram: np.ndarray, bundle: ModelBundle) -> float:
     fingerprint = bundle.inference.input_histogram
     if fingerprint is None:
         return 0.0
+    if len(fingerprint.low) != len(histogram):
+        raise BundleError(
+            f"model '{bundle.name}': inference.input_histogram has {len(fingerprint.low)} bins; "
+            f"this version computes {len(histogram)}"
+        )
     below = np.clip(np.asarray(fingerprint.low) - histogram, 0.0, None)
     above = np.clip(histogram - np.asarray(fingerprint.high), 0.0, None)
     return float(max(below.sum(), above.sum()))

@@ -9,8 +9,8 @@ a time on the same runner. For segmentation this class writes its input (a batch
 failed or cancelled run leaves the scene as it was and removes its temporary files. Training
 runs are ``training_job.py``'s.
 
-Torch is imported only where a model is needed (the catalogue opens bundles), so the module loads
-in a Slicer where the dependencies are still missing and can offer to install them.
+Nothing here imports torch (models run in the child; the catalogue reads bundles without it), so
+the module loads in a Slicer where the dependencies are still missing and can offer to install them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
+from LungLiverSegLib.bundle.catalogue import find_model
 from LungLiverSegLib.cli.train_request import TrainRequest
+from LungLiverSegLib.dataset.export import CaseRecord, export_case
 from LungLiverSegLib.errors import InputImageError
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import SEGMENTATION_SUFFIX, read_image, write_image
@@ -51,8 +53,6 @@ from LungLiverSegLib.slicer_module.training_job import (
 
 if TYPE_CHECKING:
     import slicer
-
-    from LungLiverSegLib.dataset.export import CaseRecord  # imports torch: only where a model is needed
 
 SEGMENTATION_NODE_SUFFIX = " segmentation"
 """A new segmentation node is named "<volume node name> segmentation"."""
@@ -208,7 +208,7 @@ class SceneLogic:
         """
         self._check_idle()
         job = TrainingJob(replace_installed, on_progress, on_finished)
-        # The child may run elsewhere (Slicer's working folder is not the user's): absolute paths.
+        # Absolute: the command line is the run's provenance in model.json, read later from elsewhere.
         request = replace(request, dataset=request.dataset.resolve(), out=request.out.resolve())
         command = training_command(self.python, request)
         self.runner.start(command, job.handle, job.finish, env=child_environment())
@@ -235,8 +235,6 @@ class SceneLogic:
         order. The model's proposal for this node, if any, is stored beside the approved labels
         so that the correction effort can be measured.
         """
-        from LungLiverSegLib.dataset.export import export_case
-
         proposal = self.proposal_of(segmentation_node)
         if proposal is not None and proposal.volume_node_id != volume_node.GetID():
             proposal = None  # made for another volume: not a proposal for this image
@@ -333,8 +331,6 @@ class SceneLogic:
 
 def _model_labels(model_name: str) -> tuple[LabelMap, ModelId]:
     """The label map and exact identity of a catalogue model (``name`` or ``name@version``)."""
-    from LungLiverSegLib.bundle.catalogue import find_model
-
     bundle = find_model(model_name)
     return bundle.labels, ModelId(name=bundle.name, version=bundle.version)
 

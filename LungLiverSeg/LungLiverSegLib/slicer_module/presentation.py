@@ -6,18 +6,14 @@ Text only: no scene, no process.
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from LungLiverSegLib.bundle.catalogue import CatalogueEntry
-    from LungLiverSegLib.slicer_module.process import ProgressUpdate
-    from LungLiverSegLib.slicer_module.training_job import TrainingOutcome
+from LungLiverSegLib.bundle.catalogue import CatalogueEntry, list_models
+from LungLiverSegLib.slicer_module.process import ProgressUpdate
+from LungLiverSegLib.slicer_module.training_job import TrainingOutcome
 
 
 def available_models() -> list[CatalogueEntry]:
     """Catalogue entries that can run (broken user bundles are left out)."""
-    from LungLiverSegLib.bundle.catalogue import list_models
-
     return [entry for entry in list_models() if entry.error is None]
 
 

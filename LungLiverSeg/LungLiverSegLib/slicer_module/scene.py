@@ -10,10 +10,13 @@ slicer-core does not ship (terminology strings are built with its static methods
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import slicer
 
 
-def create_headless_scene() -> Any:
+def create_headless_scene() -> slicer.vtkMRMLScene:
     """Return a ``vtkMRMLScene`` with the application, colour, volumes, segmentations
     and subject-hierarchy logics registered.
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from LungLiverSegLib.bundle.catalogue import find_model, import_model
+from LungLiverSegLib.bundle.model_json import load_bundle
 from LungLiverSegLib.cli.train_request import LAST_CHECKPOINT
 from LungLiverSegLib.slicer_module.process import (
     CaseDone,
@@ -69,8 +71,6 @@ class TrainingJob:
 
 def model_folder(model: str) -> Path:
     """The folder of a catalogue model (``name`` or ``name@version``): what ``--init-from`` reads."""
-    from LungLiverSegLib.bundle.catalogue import find_model
-
     return find_model(model).folder
 
 
@@ -91,9 +91,6 @@ def _installed(job: TrainingJob, result: ProcessResult) -> TrainingOutcome:
         return TrainingOutcome(cancelled=result.cancelled, error=result.error)
     if not job.exported_bundle:
         return TrainingOutcome(error="the training finished without reporting its bundle")
-    from LungLiverSegLib.bundle.catalogue import import_model
-    from LungLiverSegLib.bundle.model_json import load_bundle
-
     try:
         entry = import_model(job.exported_bundle, overwrite=job.replace_installed)
         metrics = load_bundle(entry.folder, verify_checksum=False).validation
