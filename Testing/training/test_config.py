@@ -8,6 +8,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
+from factories import REPO_ROOT
 from LungLiverSegLib import labels, paths
 from LungLiverSegLib.bundle.model_json import bundle_from_json, bundle_to_json
 from LungLiverSegLib.errors import BundleError
@@ -43,7 +44,10 @@ def defaults() -> dict[str, object]:
 
 def test_the_presets_are_the_json_files_of_the_presets_folder():
     """The folder the core lists for the Slicer module (``paths.presets_dir``) is this one."""
-    assert paths.presets_dir().resolve() == Path(str(PRESETS_FOLDER)).resolve()
+    assert (
+        paths.presets_dir().resolve()
+        == (REPO_ROOT / "Training" / "LungLiverSegTraining" / "presets").resolve()
+    )
     files = sorted(path.name for path in PRESETS_FOLDER.iterdir())
     assert files == [f"{name}.json" for name in PRESETS]
     assert tuple(sorted(json.loads(EXPECTED_PRESETS.read_text(encoding="utf-8")))) == PRESETS

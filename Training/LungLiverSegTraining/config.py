@@ -12,29 +12,23 @@ without importing this package, so the folder is the one list of presets.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from LungLiverSegLib import paths
 from LungLiverSegLib.bundle.model_json import bundle_from_json
 from LungLiverSegLib.bundle.spec import ModelBundle
+from LungLiverSegLib.cli.train_request import preset_names
 from LungLiverSegLib.errors import BundleError
 from LungLiverSegLib.jsonio import read_json
 
 from LungLiverSegTraining.errors import TrainingConfigError
 
-PRESETS_FOLDER = resources.files(__package__).joinpath("presets")
-PRESET_SUFFIX = ".json"
-PRESETS = tuple(
-    sorted(
-        entry.name.removesuffix(PRESET_SUFFIX)
-        for entry in PRESETS_FOLDER.iterdir()
-        if entry.name.endswith(PRESET_SUFFIX)
-    )
-)
-"""The preset names, sorted."""
+PRESETS_FOLDER = paths.presets_dir()
+PRESETS = tuple(preset_names())
+"""The preset names, sorted: the JSON files in ``presets/``, listed by the core (the Slicer module
+shows the same list without importing Training)."""
 
 
 @dataclass
@@ -188,8 +182,10 @@ def config_from_json(data: object, source: str = "training config") -> TrainingC
 def load_config(name_or_path: str) -> TrainingConfig:
     """A preset by name, or a JSON file with the fields of ``TrainingConfig``."""
     if name_or_path in PRESETS:
-        preset = PRESETS_FOLDER.joinpath(name_or_path + PRESET_SUFFIX)
-        return config_from_json(json.loads(preset.read_text(encoding="utf-8")), f"preset {name_or_path}")
+        preset = PRESETS_FOLDER / f"{name_or_path}.json"
+        return config_from_json(
+            read_json(preset, TrainingConfigError, "the preset"), f"preset {name_or_path}"
+        )
     path = Path(name_or_path)
     if not path.is_file():
         raise TrainingConfigError(

@@ -241,7 +241,7 @@ class SceneLogic:
         if proposal_labels is None and proposal is not None:
             proposal_labels = proposal.labels
         model_key = model_name or (_model_key(proposal.model) if proposal else None)
-        label_map, model = _model_labels(model_key) if model_key else ({}, None)
+        label_map, model, bundle_modality = _model_labels(model_key) if model_key else ({}, None, None)
         approved, label_map = mrml_bridge.labels_from_segmentation(
             segmentation_node, volume_node, label_map, map_unknown=model is None
         )
@@ -254,6 +254,7 @@ class SceneLogic:
             proposal=proposal_labels,
             source=_source_of(volume_node),
             model=model if proposal_labels is not None else None,
+            modality=bundle_modality,
             overwrite=overwrite,
         )
 
@@ -266,7 +267,7 @@ class SceneLogic:
     ) -> _SegmentationJob:
         """Checks before anything is written: one run at a time, and a model that exists."""
         self._check_idle()
-        label_map, model = _model_labels(model_name)
+        label_map, model, _ = _model_labels(model_name)
         workdir = Path(tempfile.mkdtemp(prefix="lunglivseg-"))
         return _SegmentationJob(model, label_map, workdir, [], replace, on_progress, on_finished)
 
@@ -329,10 +330,11 @@ class SceneLogic:
         return tuple(nodes)
 
 
-def _model_labels(model_name: str) -> tuple[LabelMap, ModelId]:
-    """The label map and exact identity of a catalogue model (``name`` or ``name@version``)."""
+def _model_labels(model_name: str) -> tuple[LabelMap, ModelId, str]:
+    """The label map, exact identity and image modality of a catalogue model (``name`` or
+    ``name@version``); the modality decides the exported dataset's ``channel_names``."""
     bundle = find_model(model_name)
-    return bundle.labels, ModelId(name=bundle.name, version=bundle.version)
+    return bundle.labels, ModelId(name=bundle.name, version=bundle.version), bundle.modality
 
 
 def _model_key(model: ModelId) -> str:

@@ -24,18 +24,8 @@ from vtk.util import numpy_support
 
 from LungLiverSegLib.errors import InputImageError
 from LungLiverSegLib.geometry import Image, as_volume, ijk_to_ras_matrix, image_from_ijk_to_ras
-from LungLiverSegLib.labels import (
-    ANATOMIC_CONTEXT,
-    ANATOMICAL_STRUCTURE,
-    TERMINOLOGY_CONTEXT,
-    CodeTriple,
-    LabelInfo,
-    LabelMap,
-)
-
-# Fields of Slicer's serialized terminology entry, codes written scheme^value^meaning:
-# context~category~type~typeModifier~anatomicContext~region~regionModifier
-_CATEGORY_FIELD, _TYPE_FIELD, _TYPE_MODIFIER_FIELD = 1, 2, 3
+from LungLiverSegLib.imageio.segnrrd import terminology_codes, terminology_entry
+from LungLiverSegLib.labels import ANATOMICAL_STRUCTURE, CodeTriple, LabelInfo, LabelMap
 
 
 def image_from_volume_node(volume_node: slicer.vtkMRMLScalarVolumeNode) -> Image:
@@ -122,26 +112,6 @@ def labels_from_segmentation(
     value_at_position = value_at_position.astype(np.min_scalar_type(value_at_position.max()))
     labels = image_from_ijk_to_ras(value_at_position[positions], _ijk_to_world_ras(reference_volume_node))
     return labels, full_label_map
-
-
-def terminology_entry(info: LabelInfo) -> str:
-    """The label's codes as Slicer's segment terminology tag (what the Segment Editor shows)."""
-    codes = [_value_scheme_meaning(code) for code in (info.category, info.type, info.modifier)]
-    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
-        TERMINOLOGY_CONTEXT, *codes[0], *codes[1], *codes[2], ANATOMIC_CONTEXT, *[""] * 6
-    )
-
-
-def _value_scheme_meaning(code: CodeTriple | None) -> tuple[str, str, str]:
-    scheme, value, meaning = code or ("", "", "")
-    return value, scheme, meaning
-
-
-def _segment_code(segment: slicer.vtkSegment, field: int) -> CodeTriple | None:
-    """Parsed by hand: Slicer's deserializer rejects (and logs) entries without a type code."""
-    fields = segment.GetTerminology().split("~")
-    code = tuple(fields[field].split("^")) if field < len(fields) else ()
-    return code if len(code) == 3 and code[1] else None  # type: ignore[return-value]
 
 
 def _ijk_to_world_ras(volume_node: slicer.vtkMRMLScalarVolumeNode) -> np.ndarray:
@@ -257,8 +227,7 @@ def _matching_label_value(segment: slicer.vtkSegment, label_map: LabelMap) -> in
     by_name = [value for value, info in label_map.items() if info.name.casefold() == name]
     if by_name:
         return by_name[0]
-    type_code = _segment_code(segment, _TYPE_FIELD)
-    modifier_code = _segment_code(segment, _TYPE_MODIFIER_FIELD)
+    _, type_code, modifier_code = terminology_codes(segment.GetTerminology())
     by_codes = [
         value
         for value, info in label_map.items()
@@ -273,13 +242,14 @@ def _same_code(first: CodeTriple | None, second: CodeTriple | None) -> bool:
 
 
 def _label_info_from_segment(segment: slicer.vtkSegment, value: int) -> LabelInfo:
+    category, type_code, modifier_code = terminology_codes(segment.GetTerminology())
     return LabelInfo(
         value=value,
         name=segment.GetName(),
         color=tuple(segment.GetColor()),
-        category=_segment_code(segment, _CATEGORY_FIELD) or ANATOMICAL_STRUCTURE,
-        type=_segment_code(segment, _TYPE_FIELD),
-        modifier=_segment_code(segment, _TYPE_MODIFIER_FIELD),
+        category=category or ANATOMICAL_STRUCTURE,
+        type=type_code,
+        modifier=modifier_code,
     )
 
 

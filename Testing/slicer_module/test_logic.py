@@ -7,6 +7,7 @@ check is the plumbing around it: files, process, nodes, segments, geometry, edit
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -191,6 +192,7 @@ def test_segment_edit_export_story(scene, ct: Image, ct_node, logic, isolated: P
 
     info = read_dataset(dataset)
     assert [case.case_id for case in info.cases] == ["cip_001"]
+    assert json.loads((dataset / "dataset.json").read_text())["channel_names"] == {"0": "CT"}
     assert {value: label.name for value, label in info.label_map.items()} == {
         value: label.name for value, label in PHANTOM_LABELS.items()
     }
@@ -378,9 +380,10 @@ BUNDLED_CASES = {
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize("model", list(BUNDLED_CASES))
-def test_bundled_models_through_the_module(scene, logic, model):
+def test_bundled_models_through_the_module(scene, logic, model, tmp_path: Path):
     """Each bundled model, run by the module on a node loaded as Slicer loads the file (a 2D
-    X-ray is a one-slice volume), returns named segments on the input's exact geometry."""
+    X-ray is a one-slice volume), returns named segments on the input's exact geometry; its
+    export is a dataset whose channel name is the model's modality (nnU-Net's normalisation)."""
     image_path, truth_path, values, minimum = BUNDLED_CASES[model]
     if not (SHARED_DATA / image_path).is_file():
         pytest.skip(f"real data not found at {SHARED_DATA / image_path}")
@@ -404,3 +407,6 @@ def test_bundled_models_through_the_module(scene, logic, model):
     for value, reference in values.items():
         found, expected = found_array == value, np.isin(truth, reference)
         assert 2 * np.count_nonzero(found & expected) / (found.sum() + expected.sum()) > minimum
+    logic.export_for_training(volume_node, outcome.segmentation_nodes[0], tmp_path / "dataset", "case_1")
+    description = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
+    assert description["channel_names"] == {"0": "CXR" if model == "lungs-cxr-2d" else "CT"}
