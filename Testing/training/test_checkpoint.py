@@ -57,3 +57,15 @@ def test_a_missing_or_unreadable_checkpoint_is_one_clear_error(tmp_path):
     with pytest.raises(TrainingConfigError, match="cannot read the checkpoint") as error:
         checkpoint.load_checkpoint(tmp_path / checkpoint.LAST, CPU)
     assert "\n" not in str(error.value)
+
+
+def test_history_of_an_older_checkpoint_gets_todays_metric_names():
+    older = [
+        {"epoch": 1, "loss": 0.9},
+        {"epoch": 2, "loss": 0.5, "val": {"dice": {"lungs": 0.8}, "nsd_2mm": {"lungs": 0.7}}},
+    ]
+    assert checkpoint.current_history(older) == [
+        {"epoch": 1, "loss": 0.9},
+        {"epoch": 2, "loss": 0.5, "val": {"dice": {"lungs": 0.8}, "nsd@2mm": {"lungs": 0.7}}},
+    ]
+    assert checkpoint.current_history(checkpoint.current_history(older)) == checkpoint.current_history(older)

@@ -18,12 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 from LungLiverSegLib.cli.train_request import LAST_CHECKPOINT
+from LungLiverSegLib.evaluation.metrics import NSD_KEY
 from LungLiverSegLib.files import atomic_output
 
 from LungLiverSegTraining.errors import TrainingConfigError
 
 LAST = LAST_CHECKPOINT  # the core names it: the Slicer module looks for it without importing Training
 BEST = "checkpoint_best.pt"
+LEGACY_METRIC_NAMES = {"nsd_2mm": NSD_KEY}
+"""Metric names in the history of checkpoints written before the NSD key had one spelling."""
 
 
 def rng_states() -> dict[str, Any]:
@@ -66,3 +69,14 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
         ) from error
     except (RuntimeError, EOFError, OSError) as error:
         raise TrainingConfigError(f"{path}: cannot read the checkpoint: {error}") from error
+
+
+def current_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A checkpoint's per-epoch history with today's metric names, so a run started by an older
+    version resumes (its curves and its bundle's validation section use the current keys)."""
+    return [
+        {**record, "val": {LEGACY_METRIC_NAMES.get(key, key): value for key, value in record["val"].items()}}
+        if record.get("val")
+        else record
+        for record in history
+    ]

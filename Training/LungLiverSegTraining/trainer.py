@@ -181,7 +181,7 @@ class Run:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         ckpt.restore_rng_states(state["rng"])
-        self.history = list(state["history"])
+        self.history = ckpt.current_history(state["history"])
         self.best_mean_dice, self.best_epoch = state["best_mean_dice"], state["best_epoch"]
         self.training_time_s = state["training_time_s"]
         self.average.load_state_dict(state.get("average"))
