@@ -265,20 +265,11 @@ def startup(args: argparse.Namespace) -> None:
     """Cold start-up times: each command in a new process, median of ``STARTUP_RUNS``."""
     lunglivseg = str(Path(sys.executable).with_name("lunglivseg"))
     with tempfile.TemporaryDirectory() as folder:
+        segment = [lunglivseg, "segment", args.xray, f"{folder}/xray.nii.gz", "--model", "lungs-cxr-2d"]
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "lunglivseg --help": [lunglivseg, "--help"],
-            "lunglivseg segment (X-ray)": [
-                lunglivseg,
-                "segment",
-                args.xray,
-                f"{folder}/xray.nii.gz",
-                "--model",
-                "lungs-cxr-2d",
-                "--overwrite",
-                "--threads",
-                str(args.threads),
-            ],  # fmt: skip
+            "lunglivseg segment (X-ray)": [*segment, "--overwrite", "--threads", str(args.threads)],
         }
         medians = {}
         for name, command in commands.items():

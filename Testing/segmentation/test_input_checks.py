@@ -138,6 +138,6 @@ def test_intensities_unlike_every_training_image_warn():
 def test_a_fingerprint_with_another_number_of_bins_is_a_bundle_error():
     bundle = with_fingerprint(threshold_bundle(), [0.0, 0.0], [1.0, 1.0])
     with pytest.raises(
-        BundleError, match="'threshold-test': inference.input_histogram has 2 bins; this version computes 8"
+        BundleError, match=r"'threshold-test': inference\.input_histogram has 2 bins; this version computes 8"
     ):
         histogram_distance(np.full(8, 1 / 8), bundle)

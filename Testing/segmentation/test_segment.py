@@ -85,7 +85,7 @@ def test_a_bad_input_is_refused_before_any_work():
     picture.metadata["source_path"] = "photo.png"
     events = []
     progress = Progress(events.append, stages={"preprocess": 1, "network": 8, "postprocess": 1})
-    with pytest.raises(InputImageError, match="photo.png: a colour"):
+    with pytest.raises(InputImageError, match=r"photo\.png: a colour"):
         segment_image(picture, threshold_model(), progress=progress)
     assert events == []
 

@@ -130,7 +130,7 @@ def dropout_layer(spec: str | Sequence[Any] | float, dims: int) -> nn.Module:
 class ADN(nn.Sequential):
     """Normalisation, dropout and activation in the order ``ordering`` names them (MONAI's ``ADN``)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (MONAI's arguments)
         self,
         ordering: str,
         in_channels: int,
@@ -172,7 +172,7 @@ def _minus_one(strides: Sequence[int] | int) -> tuple[int, ...] | int:
 class Convolution(nn.Sequential):
     """A (transposed) convolution, then ``ADN`` (MONAI's ``Convolution``; children ``conv``, ``adn``)."""
 
-    def __init__(  # noqa: PLR0913 (MONAI's signature, so that bundles can name MONAI's arguments)
+    def __init__(  # noqa: PLR0913 (MONAI's arguments)
         self,
         dims: int,
         in_channels: int,

@@ -61,7 +61,7 @@ def gaussian_weights(roi: Sequence[int], device: torch.device | str) -> torch.Te
     return weights.clamp(min=max(weights.min().item(), 1e-3))
 
 
-def sliding_window_inference(
+def sliding_window_inference(  # noqa: PLR0913 (MONAI's arguments)
     inputs: torch.Tensor,
     roi: Sequence[int],
     batch_size: int,
@@ -74,46 +74,47 @@ def sliding_window_inference(
     """``predictor`` on windows of ``roi`` over ``inputs`` ``[B, C, *spatial]``, blended with
     Gaussian weights; ``batch_size`` windows per call, run on ``sw_device``, summed on ``device``.
 
-    The predictor must keep the window's spatial size (a segmentation network does).
+    The predictor must keep the window's spatial size (a segmentation network does). Windows of
+    all images are visited image by image, ``batch_size`` at a time, across image boundaries.
     """
     spatial = tuple(inputs.shape[2:])
-    padding: list[int] = []  # F.pad order: last axis first
-    for size, window in reversed(list(zip(spatial, roi, strict=True))):
-        missing = max(window - size, 0)
-        padding += [missing // 2, missing - missing // 2]
+    padding = _padding(spatial, roi)
     if any(padding):
         inputs = F.pad(inputs, padding)
     padded = tuple(inputs.shape[2:])
+    starts = [window_starts(n, w, overlap) for n, w in zip(padded, roi, strict=True)]
     grid = [
-        tuple(slice(start, start + window) for start, window in zip(starts, roi, strict=True))
-        for starts in itertools.product(
-            *(window_starts(n, w, overlap) for n, w in zip(padded, roi, strict=True))
-        )
+        tuple(slice(s, s + w) for s, w in zip(corner, roi, strict=True))
+        for corner in itertools.product(*starts)
     ]
+    places = [(image, box) for image in range(inputs.shape[0]) for box in grid]
     weights = gaussian_weights(roi, sw_device)[None, None]
-    images = inputs.shape[0]
     output = count = torch.empty(0)
-    for first in range(0, images * len(grid), batch_size):
-        places = [
-            (index // len(grid), grid[index % len(grid)])
-            for index in range(first, min(first + batch_size, images * len(grid)))
-        ]
-        windows = torch.cat([inputs[(slice(b, b + 1), slice(None), *box)] for b, box in places])
+    for first in range(0, len(places), batch_size):
+        batch = places[first : first + batch_size]
+        windows = torch.cat([inputs[(slice(b, b + 1), slice(None), *box)] for b, box in batch])
         scores = predictor(windows.to(sw_device))
         if first == 0:
-            output = torch.zeros((images, scores.shape[1], *padded), dtype=inputs.dtype, device=device)
+            output = torch.zeros(
+                (inputs.shape[0], scores.shape[1], *padded), dtype=inputs.dtype, device=device
+            )
             count = torch.zeros((1, 1, *padded), dtype=inputs.dtype, device=device)
             for box in grid:
                 count[(slice(None), slice(None), *box)] += weights.to(device)
         weighted = (scores * weights).to(device)
-        for (b, box), patch in zip(places, weighted, strict=True):
+        for (b, box), patch in zip(batch, weighted, strict=True):
             output[(slice(b, b + 1), slice(None), *box)] += patch
     output /= count
-    if any(padding):
-        axes = len(spatial)
-        crop = [
-            slice(padding[2 * (axes - 1 - axis)], padding[2 * (axes - 1 - axis)] + spatial[axis])
-            for axis in range(axes)
-        ]
-        output = output[(slice(None), slice(None), *crop)]
-    return output
+    before = padding[-2::-2]  # the padding before each axis, first axis first
+    crop = tuple(slice(start, start + n) for start, n in zip(before, spatial, strict=True))
+    return output[(slice(None), slice(None), *crop)]
+
+
+def _padding(spatial: Sequence[int], roi: Sequence[int]) -> list[int]:
+    """Zero padding that makes every axis at least a window long, split in half (``F.pad``'s order:
+    last axis first, before then after)."""
+    padding: list[int] = []
+    for size, window in reversed(list(zip(spatial, roi, strict=True))):
+        missing = max(window - size, 0)
+        padding += [missing // 2, missing - missing // 2]
+    return padding
