@@ -23,9 +23,9 @@ Other measurements, each instead of the comparison:
 * ``--large`` segments a generated 512x512x1000 CT to show it fits in memory;
 * ``--return-to-grid`` times the way back to the input grid of a chest CT's class probabilities
   (``preprocess.probabilities_to_labels``) against ``F.interpolate`` + ``argmax``, each in its own
-  process, and checks that both give the same labels;
-* ``--startup`` times cold starts, median of 5: ``python -c pass``, ``lunglivseg --help`` and one
-  ``lunglivseg segment`` of a chest X-ray (``--xray``, model ``lungs-cxr-2d``), with the ratios.
+  process, and checks that both give the same labels.
+
+Cold start-up times (``--help``, one X-ray) are bench/bench_startup.py's.
 
     python bench/bench_segment.py --model lungs-ct-3d \
         --image ../shared/data/ct_lung_lctsc_full/Case_000_ct.nii.gz
@@ -46,12 +46,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "ct_lung_lctsc_full" / "Case_000_ct.nii.gz"
-DEFAULT_XRAY = REPO.parent / "shared" / "data" / "cxr_lung_montgomery" / "images" / "MCUCXR_0002_0.png"
 PROBABILITIES_SHAPE = (3, 154, 180, 240)
 """Class probabilities of a 3-class model for a chest CT's body crop at 2x2x3 mm ..."""
 INPUT_GRID_SHAPE = (462, 360, 480)
 """... and that crop at an input resolution of 0.98x0.98x1 mm (thin slices; LCTSC case 0's crop)."""
-STARTUP_RUNS = 5
 
 
 def run_ours(image: str, model: str, output: str, threads: int) -> dict:
@@ -261,42 +259,16 @@ def compare_return_to_grid(args: argparse.Namespace) -> None:
     print(f"labels that differ (float rounding at near-ties): {differ} of {np.prod(INPUT_GRID_SHAPE)}")
 
 
-def startup(args: argparse.Namespace) -> None:
-    """Cold start-up times: each command in a new process, median of ``STARTUP_RUNS``."""
-    lunglivseg = str(Path(sys.executable).with_name("lunglivseg"))
-    with tempfile.TemporaryDirectory() as folder:
-        segment = [lunglivseg, "segment", args.xray, f"{folder}/xray.nii.gz", "--model", "lungs-cxr-2d"]
-        commands = {
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "lunglivseg --help": [lunglivseg, "--help"],
-            "lunglivseg segment (X-ray)": [*segment, "--overwrite", "--threads", str(args.threads)],
-        }
-        medians = {}
-        for name, command in commands.items():
-            times = []
-            for _ in range(STARTUP_RUNS):
-                start = time.perf_counter()
-                subprocess.run(command, check=True, capture_output=True)
-                times.append(time.perf_counter() - start)
-            medians[name] = float(np.median(times))
-    base = medians["python -c pass"]
-    print(f"cold start, median of {STARTUP_RUNS} runs (X-ray: {args.xray}):")
-    for name, seconds in medians.items():
-        print(f"{name:28s}: {seconds:6.2f} s   ({seconds / base:5.1f}x python -c pass)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=str(DEFAULT_IMAGE))
     parser.add_argument("--model", default="lungs-ct-3d")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--xray", default=str(DEFAULT_XRAY), help="the chest X-ray for --startup")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--large", action="store_true", help="segment a generated 512x512x1000 CT")
     which.add_argument(
         "--return-to-grid", action="store_true", help="probabilities_to_labels vs F.interpolate"
     )
-    which.add_argument("--startup", action="store_true", help="cold start-up times")
     parser.add_argument(
         "--child",
         choices=("ours", "monai", "grid-none", "grid-ours", "grid-interpolate"),
@@ -310,8 +282,6 @@ def main() -> None:
         large(args)
     elif args.return_to_grid:
         compare_return_to_grid(args)
-    elif args.startup:
-        startup(args)
     else:
         compare(args)
 
