@@ -33,9 +33,7 @@ Registrar = Callable[[argparse._SubParsersAction], None]
 """Adds one sub-command to the parser (``commands.add_parser(...)``)."""
 
 PLUGIN_GROUP = "lunglivseg.commands"
-DESCRIPTION = (
-    "The ``lunglivseg`` command: segment, evaluate, models, demo (and train/export from their packages)."
-)
+DESCRIPTION = "LungLiverSeg: segment, evaluate, models, demo, export (and train, from the training package)."
 CORE_COMMANDS: tuple[Registrar, ...] = (
     segment.add_command,
     evaluate.add_command,
