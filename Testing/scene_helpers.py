@@ -13,8 +13,11 @@ def segment_id_named(segmentation_node, name: str) -> str:
     return segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name)
 
 
-def edit_segment(scene, segmentation_node, volume_node, segment_id, mask, mode: str, overwrite=True):
+def edit_segment(  # noqa: PLR0913  (the Segment Editor's inputs: nodes, segment, mask, modes)
+    segmentation_node, volume_node, segment_id: str, mask: np.ndarray, mode: str, overwrite: bool = True
+) -> None:
     """Edit as the Segment Editor does, through slicer-core's Qt-free segment editor logic."""
+    scene = segmentation_node.GetScene()
     modifier = slicer.vtkOrientedImageData()
     modifier.SetDimensions(*volume_node.GetImageData().GetDimensions())
     ijk_to_ras = vtk.vtkMatrix4x4()
@@ -33,9 +36,9 @@ def edit_segment(scene, segmentation_node, volume_node, segment_id, mask, mode: 
     editor.ModifySegmentByLabelmap(segmentation_node, segment_id, modifier, getattr(editor, mode), True, True)
 
 
-def add_segment(scene, segmentation_node, volume_node, name: str, mask: np.ndarray) -> str:
+def add_segment(segmentation_node, volume_node, name: str, mask: np.ndarray) -> str:
     segment_id = segmentation_node.GetSegmentation().AddEmptySegment("", name)
-    edit_segment(scene, segmentation_node, volume_node, segment_id, mask, "ModificationModeAdd")
+    edit_segment(segmentation_node, volume_node, segment_id, mask, "ModificationModeAdd")
     return segment_id
 
 

@@ -111,7 +111,8 @@ class ImportGraph:
     def _resolved_imports(self, name: str) -> Iterator[Import]:
         path = self.paths[name]
         package = name if name in self.packages else name.rpartition(".")[0]
-        for line, base, level, names, eager in _raw_imports(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for line, base, level, names, eager in _raw_imports(tree):
             if level:  # relative: level 1 is the importer's own package
                 anchor = package.split(".")[: len(package.split(".")) - level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
@@ -248,7 +249,7 @@ def undocumented_packages(graph: ImportGraph) -> list[str]:
     messages = []
     for name in sorted(graph.packages):
         path = graph.paths[name]
-        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
         if not re.search(r"\bmay import\b", docstring, re.IGNORECASE):
             messages.append(
                 f"{graph.shown(name)}:1: {name}'s docstring does not say what may be imported there"
@@ -337,9 +338,10 @@ def test_every_package_says_what_may_be_imported_there(graph: ImportGraph) -> No
 def test_the_layer_map_and_the_architecture_page_name_every_part_of_the_core(graph: ImportGraph) -> None:
     """Each subpackage and top-level module of the core appears, as ``name``, in both drawings."""
     parts = {name.split(".")[1] for name in graph.modules(f"{CORE}.*") if name != CORE}
+    layer_map = ast.get_docstring(ast.parse(graph.paths[CORE].read_text(encoding="utf-8"))) or ""
     drawings = {
-        "LungLiverSegLib/__init__.py": ast.get_docstring(ast.parse(graph.paths[CORE].read_text())) or "",
-        "docs/ARCHITECTURE.md": ARCHITECTURE_PAGE.read_text(),
+        "LungLiverSegLib/__init__.py": layer_map,
+        "docs/ARCHITECTURE.md": ARCHITECTURE_PAGE.read_text(encoding="utf-8"),
     }
     missing = [
         f"{where} does not name {part}"
@@ -352,7 +354,7 @@ def test_the_layer_map_and_the_architecture_page_name_every_part_of_the_core(gra
 
 def test_the_architecture_page_draws_every_file_of_the_tree(graph: ImportGraph) -> None:
     """Its "The tree" section names every module file of the core and of Training, and no other."""
-    page = ARCHITECTURE_PAGE.read_text()
+    page = ARCHITECTURE_PAGE.read_text(encoding="utf-8")
     tree = page[page.index("## The tree") :].split("\n## ", 1)[0]
     drawn = set(re.findall(r"\b\w+\.py\b", tree)) - {"LungLiverSeg.py", "factories.py"}
     files = {
@@ -392,7 +394,7 @@ def synthetic(tmp_path: Path) -> ImportGraph:
     for relative, text in SYNTHETIC_TREE.items():
         path = tmp_path / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
     return ImportGraph(tmp_path, {"core": tmp_path / "core", "train": tmp_path / "train"})
 
 

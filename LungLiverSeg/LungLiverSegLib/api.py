@@ -16,7 +16,7 @@ from LungLiverSegLib.progress import Progress
 from LungLiverSegLib.segmentation.segment import LoadedModel, load_model, segment_image
 
 
-def segment(
+def segment(  # noqa: PLR0913  (the public one-call API: keyword options, like TotalSegmentator's)
     input: str | Path | Image,
     output: str | Path | None = None,
     model: str | Path | LoadedModel = "lungs-ct-3d",

@@ -20,9 +20,9 @@ class BundleError(LungLiverSegError):
     """A model bundle is missing, corrupt, fails validation, or does not fit the task."""
 
 
-class OutOfMemoryRisk(LungLiverSegError):
+class OutOfMemoryRisk(LungLiverSegError):  # noqa: N818  (public name callers catch; a refusal, not a failure)
     """The memory preflight predicts the job would not fit; the message says what to do."""
 
 
-class Cancelled(LungLiverSegError):
+class Cancelled(LungLiverSegError):  # noqa: N818  (public name callers catch; the user's choice, not an error)
     """The user cancelled a long-running job."""

@@ -18,29 +18,45 @@ Conventions (used everywhere in the project):
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from numpy.typing import ArrayLike
 
 
-@dataclass
+@dataclass(init=False)
 class Image:
-    """A voxel array with its physical geometry (see module docstring for conventions)."""
+    """A voxel array with its physical geometry (see module docstring for conventions).
+
+    ``direction`` defaults to the identity; spacing and origin are stored as tuples of floats.
+    ``metadata`` says where the image came from (``source_path``, ``series_uid``, ``modality``:
+    text); ``segment_image``'s result adds its quality measures (``unsure_ratio``,
+    ``histogram_distance``: numbers).
+    """
 
     array: np.ndarray
     spacing: tuple[float, ...]
     origin: tuple[float, ...]
-    direction: np.ndarray = field(default=None)  # type: ignore[assignment]
-    metadata: dict[str, str] = field(default_factory=dict)
+    direction: np.ndarray
+    metadata: dict[str, str | float]
 
-    def __post_init__(self) -> None:
-        ndim = len(self.spacing)
-        if self.direction is None:
-            self.direction = np.eye(ndim)
-        self.direction = np.asarray(self.direction, dtype=float).reshape(ndim, ndim)
-        self.spacing = tuple(float(s) for s in self.spacing)
-        self.origin = tuple(float(o) for o in self.origin)
+    def __init__(
+        self,
+        array: np.ndarray,
+        spacing: Sequence[float],
+        origin: Sequence[float],
+        direction: ArrayLike | None = None,
+        metadata: dict[str, str | float] | None = None,
+    ) -> None:
+        ndim = len(spacing)
+        self.array = array
+        self.spacing = tuple(float(s) for s in spacing)
+        self.origin = tuple(float(o) for o in origin)
+        direction = np.eye(ndim) if direction is None else direction
+        self.direction = np.asarray(direction, dtype=float).reshape(ndim, ndim)
+        self.metadata = {} if metadata is None else metadata
 
     @property
     def ndim(self) -> int:
@@ -265,7 +281,7 @@ def _permute_and_flip(image: Image, source_of: list[int], flipped: list[bool]) -
     array_order = [ndim - 1 - source_of[ndim - 1 - axis] for axis in range(ndim)]
     channel_axes = list(range(ndim, image.array.ndim))
     array = np.transpose(image.array, array_order + channel_axes)
-    array = np.ascontiguousarray(np.flip(array, [ndim - 1 - n for n in range(ndim) if flipped[n]]))
+    array = np.ascontiguousarray(np.flip(array, tuple(ndim - 1 - n for n in range(ndim) if flipped[n])))
     first_voxel = np.zeros(ndim)
     for new_axis, source in enumerate(source_of):
         first_voxel[source] = image.size[source] - 1 if flipped[new_axis] else 0

@@ -45,5 +45,5 @@ def markdown_table(rows: Sequence[Sequence[str]]) -> str:
 def progress_bar(fraction: float, width: int) -> str:
     """``[#######.......]  50%``: ``width`` characters of bar, then the percentage."""
     fraction = min(max(fraction, 0.0), 1.0)
-    filled = int(round(fraction * width))
+    filled = round(fraction * width)
     return f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}"

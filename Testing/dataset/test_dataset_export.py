@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def test_existing_case_is_refused_without_overwrite_and_replaced_with_it(
     tmp_path: Path, image: Image
 ) -> None:
     export_case(tmp_path, "a", image, boxes(image), LABELS, proposal=boxes(image))
-    with pytest.raises(DatasetExportError, match="'a' already exists.*overwrite"):
+    with pytest.raises(DatasetExportError, match=r"'a' already exists.*overwrite"):
         export_case(tmp_path, "a", image, boxes(image, 3), LABELS)
     assert np.array_equal(read_image(tmp_path / "labelsTr" / "a.nii.gz").array, boxes(image).array)
     export_case(tmp_path, "a", image, boxes(image, 3), LABELS, overwrite=True)
@@ -157,7 +158,7 @@ def test_the_modality_names_the_nnunet_channel_and_is_kept(tmp_path: Path, image
     assert dataset_json(tmp_path / "cxr")["channel_names"] == {"0": "CXR"}
     export_case(tmp_path / "cxr", "b", picture, lungs, LABELS)  # modality unknown: the dataset's stays
     with pytest.raises(
-        DatasetExportError, match="channel_names is {'0': 'CXR'} but this export's images are CT"
+        DatasetExportError, match=re.escape("channel_names is {'0': 'CXR'} but this export's images are CT")
     ):
         export_case(tmp_path / "cxr", "c", picture, lungs, LABELS, modality="CT")
     assert [case.case_id for case in read_dataset(tmp_path / "cxr").cases] == ["a", "b"]

@@ -130,7 +130,7 @@ def test_existing_file_is_kept_unless_overwrite(tmp_path, ct):
 
 
 def test_failed_write_leaves_neither_target_nor_temporary(tmp_path, ct, monkeypatch):
-    def write_half_then_fail(img, name, useCompression):
+    def write_half_then_fail(img, name, useCompression):  # noqa: N803  (SimpleITK's keyword)
         Path(name).write_bytes(b"half")
         raise RuntimeError("disk full")
 
@@ -228,7 +228,7 @@ def test_series_uid_picks_a_series_sorted_along_the_slice_normal(two_series):
 
 def test_unknown_series_uid_is_refused_with_the_list(two_series):
     folder, volumes = two_series
-    with pytest.raises(InputImageError, match=f"has no series 1.2.3.*{list(volumes)[0]}"):
+    with pytest.raises(InputImageError, match=f"has no series 1.2.3.*{next(iter(volumes))}"):
         read_image(folder, series_uid="1.2.3")
 
 
@@ -244,10 +244,11 @@ def test_list_dicom_series_describes_each_series(two_series):
 
 def test_single_dicom_file_reads_as_one_slice_volume(two_series):
     folder, volumes = two_series
+    first_uid = next(iter(volumes))
     image = read_image(folder / "img0_0.dcm")
     assert image.size == (5, 4, 1)
-    assert np.array_equal(image.array[0], volumes[list(volumes)[0]][1])
-    assert image.metadata["modality"] == "CT" and image.metadata["series_uid"] == list(volumes)[0]
+    assert np.array_equal(image.array[0], volumes[first_uid][1])
+    assert image.metadata["modality"] == "CT" and image.metadata["series_uid"] == first_uid
 
 
 def test_seg_nrrd_round_trip_keeps_names_colours_and_terminology(tmp_path, ct):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from LungLiverSegLib.errors import InputImageError
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import segnrrd, write_segmentation
 from LungLiverSegLib.labels import (
@@ -57,6 +60,17 @@ def test_terminology_entry_is_what_slicer_serialises():
         *[""] * 6,
     )
     assert segnrrd.terminology_entry(LEFT_LUNG) == expected
+
+
+@pytest.mark.parametrize("color", ["0.5 0.5", "0.5 0.5 0.5 1", "red"])
+def test_a_segment_colour_that_is_not_three_numbers_is_refused(tmp_path, color):
+    header = {"Segment0_ID": "Segment_1", "Segment0_LabelValue": "1", "Segment0_Color": color}
+    with pytest.raises(
+        InputImageError, match=re.escape(f"segment 0 has the colour {color!r}, not 3 numbers")
+    ):
+        segnrrd.label_map_from_header(tmp_path / "x.seg.nrrd", header)
+    header["Segment0_Color"] = "0.25 0.5 1"
+    assert segnrrd.label_map_from_header(tmp_path / "x.seg.nrrd", header)[1].color == (0.25, 0.5, 1.0)
 
 
 @pytest.mark.slicer

@@ -20,9 +20,9 @@ import pytest
 import torch
 from factories import make_bundle
 from LungLiverSegLib.errors import OutOfMemoryRisk
-from LungLiverSegLib.segmentation.memory import available_ram_bytes, plan_execution
+from LungLiverSegLib.segmentation.memory import JobSize, available_ram_bytes, plan_execution
 
-SHAPE, ITEMSIZE, PREPARED = (100, 200, 200), 2, 1_000_000
+JOB = JobSize(input_shape=(100, 200, 200), input_itemsize=2, prepared_voxels=1_000_000, batch_size=4)
 CPU, GPU = torch.device("cpu"), torch.device("cuda")
 GIB = 1024**3
 
@@ -34,7 +34,7 @@ def bundle():
 
 
 def plan(bundle, device=CPU, **free):
-    return plan_execution(SHAPE, ITEMSIZE, PREPARED, bundle, device, 4, **free)
+    return plan_execution(JOB, bundle, device, **free)
 
 
 def test_a_cpu_plan_that_fits_keeps_the_batch(bundle):
@@ -53,7 +53,7 @@ def test_what_cannot_fit_even_one_window_at_a_time_is_refused_with_advice(bundle
     with pytest.raises(OutOfMemoryRisk, match=r"needs about 0\.1 GiB of RAM but 0\.1 GiB is free: crop"):
         plan(bundle, ram_free=120_000_000)  # one window needs 109,943,040 > 90% of it
     with pytest.raises(OutOfMemoryRisk, match="crop the image"):
-        plan_execution((20000, 4096, 4096), 2, 10**9, bundle, CPU, 4, ram_free=64 * GIB)
+        plan_execution(JobSize((20000, 4096, 4096), 2, 10**9, 4), bundle, CPU, ram_free=64 * GIB)
 
 
 @pytest.mark.parametrize(

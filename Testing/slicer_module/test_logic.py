@@ -136,7 +136,9 @@ def assert_no_debris(temp: Path) -> None:
 
 
 @pytest.mark.slow
-def test_segment_edit_export_story(scene, ct: Image, ct_node, logic, isolated: Path, tmp_path: Path):
+def test_segment_edit_export_story(  # noqa: PLR0913  (pytest fixtures)
+    scene, ct: Image, ct_node, logic, isolated: Path, tmp_path: Path
+):
     progress: list = []
     finished: list[SegmentationOutcome] = []
     outcome = logic.process(
@@ -172,10 +174,10 @@ def test_segment_edit_export_story(scene, ct: Image, ct_node, logic, isolated: P
     # The annotator erases the top slab of "lungs" and paints a liver block.
     erased = np.zeros(ct.array.shape, bool)
     erased[-5:] = True
-    edit_segment(scene, segmentation_node, ct_node, lungs_id, erased, "ModificationModeRemove")
+    edit_segment(segmentation_node, ct_node, lungs_id, erased, "ModificationModeRemove")
     liver = np.zeros(ct.array.shape, bool)
     liver[2:8, 10:30, 10:30] = True
-    add_segment(scene, segmentation_node, ct_node, "Liver", liver)
+    add_segment(segmentation_node, ct_node, "Liver", liver)
     expected = np.where(erased, 0, LUNGS)
     expected[liver] = 2  # later in the label map: wins the overlap with lungs
     assert logic.proposal_of(segmentation_node) is proposal, "edits must not change the proposal"
@@ -249,8 +251,8 @@ def test_rerun_into_a_node_keeps_the_users_segments_unless_replacing(scene, ct: 
     logic = SceneLogic(scene, python=fake_cli(tmp_path, WRITE_LABELS.format(value=2)))
     mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
     mine.CreateDefaultDisplayNodes()
-    add_segment(scene, mine, ct_node, "my notes", ct.array > 0)
-    add_segment(scene, mine, ct_node, "liver", ct.array > 0)
+    add_segment(mine, ct_node, "my notes", ct.array > 0)
+    add_segment(mine, ct_node, "liver", ct.array > 0)
     kept = logic.process(ct_node, MODEL, output_segmentation_node=mine, replace=False, waitForCompletion=True)
     assert kept.segmentation_nodes == (mine,)
     assert sorted(segment_names(mine)) == ["liver", "my notes"]
@@ -393,7 +395,7 @@ def test_bundled_models_through_the_module(scene, logic, model, tmp_path: Path):
     assert outcome.succeeded, outcome.error
     segmentation = outcome.segmentation_nodes[0].GetSegmentation()
     names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
-    bundle_names = [entry.segments for entry in list_models() if entry.name == model][0]
+    bundle_names = next(entry.segments for entry in list_models() if entry.name == model)
     assert names == list(bundle_names)
     labels = logic.proposal_of(outcome.segmentation_nodes[0]).labels
     assert labels.array.shape[-2:] == image.array.shape[-2:]

@@ -84,8 +84,8 @@ def ct_node(scene, ct: Image):
 
 
 @pytest.fixture
-def segmentation_node(scene, labels: Image, ct_node):
-    return segmentation_from_labels(scene, labels, LABEL_MAP, ct_node, name="CT segmentation")
+def segmentation_node(labels: Image, ct_node):
+    return segmentation_from_labels(labels, LABEL_MAP, ct_node, into="CT segmentation")
 
 
 def segments(segmentation_node) -> list:
@@ -168,7 +168,7 @@ def test_2d_image_and_labels_become_one_slice_volumes(scene):
     np.testing.assert_array_equal(back.array, xray.array[None])
     assert_same_geometry(back, geometry.as_volume(xray))
     lungs = xray.with_array((xray.array % 5 == 1).astype(np.uint8))
-    segmentation_node = segmentation_from_labels(scene, lungs, LABEL_MAP, xray_node, name="lungs")
+    segmentation_node = segmentation_from_labels(lungs, LABEL_MAP, xray_node, into="lungs")
     back_labels, _ = labels_from_segmentation(segmentation_node, xray_node, LABEL_MAP)
     np.testing.assert_array_equal(back_labels.array, lungs.array[None])
 
@@ -198,9 +198,9 @@ def test_labels_round_trip_identical_and_leaves_no_temporary_nodes(
     assert scene.GetNumberOfNodes() == node_count
 
 
-def test_empty_segmentation_gives_empty_labels_on_the_reference_grid(scene, ct: Image, ct_node):
+def test_empty_segmentation_gives_empty_labels_on_the_reference_grid(ct: Image, ct_node):
     nothing = ct.with_array(np.zeros(ct.array.shape, np.uint8))
-    segmentation_node = segmentation_from_labels(scene, nothing, LABEL_MAP, ct_node, name="nothing found")
+    segmentation_node = segmentation_from_labels(nothing, LABEL_MAP, ct_node, into="nothing found")
     assert not segments(segmentation_node)
     back, _ = labels_from_segmentation(segmentation_node, ct_node, LABEL_MAP)
     np.testing.assert_array_equal(back.array, nothing.array)
@@ -228,26 +228,25 @@ def test_reordered_hidden_and_recased_segments_keep_their_values(labels: Image, 
     np.testing.assert_array_equal(back.array, labels.array)
 
 
-def test_unknown_segment_is_named_in_the_error(scene, labels: Image, segmentation_node, ct_node):
-    add_segment(scene, segmentation_node, ct_node, "spleen", labels.array == 0)
+def test_unknown_segment_is_named_in_the_error(labels: Image, segmentation_node, ct_node):
+    add_segment(segmentation_node, ct_node, "spleen", labels.array == 0)
     with pytest.raises(InputImageError, match="spleen"):
         labels_from_segmentation(segmentation_node, ct_node, LABEL_MAP)
 
 
-def test_unknown_segment_gets_the_next_value_when_mapped(scene, labels: Image, segmentation_node, ct_node):
+def test_unknown_segment_gets_the_next_value_when_mapped(labels: Image, segmentation_node, ct_node):
     spleen = np.zeros(labels.array.shape, bool)
     spleen[0, 0:2, 0:3] = True
-    add_segment(scene, segmentation_node, ct_node, "spleen", spleen)
+    add_segment(segmentation_node, ct_node, "spleen", spleen)
     back, label_map = labels_from_segmentation(segmentation_node, ct_node, LABEL_MAP, map_unknown=True)
     assert label_map[7].name == "spleen" and set(label_map) == {*LABEL_MAP, 7}
     np.testing.assert_array_equal(back.array, np.where(spleen, 7, labels.array))
 
 
-def test_segment_editor_edits_change_the_exported_labels(scene, labels: Image, segmentation_node, ct_node):
+def test_segment_editor_edits_change_the_exported_labels(labels: Image, segmentation_node, ct_node):
     grown_liver = np.zeros(labels.array.shape, bool)
     grown_liver[5, 0:2, 0:2] = True
     edit_segment(
-        scene,
         segmentation_node,
         ct_node,
         segment_id_named(segmentation_node, "liver"),
@@ -257,7 +256,6 @@ def test_segment_editor_edits_change_the_exported_labels(scene, labels: Image, s
     erased_lung = labels.array == 1
     erased_lung[1:3] = False
     edit_segment(
-        scene,
         segmentation_node,
         ct_node,
         segment_id_named(segmentation_node, "right lung"),
@@ -270,10 +268,9 @@ def test_segment_editor_edits_change_the_exported_labels(scene, labels: Image, s
     np.testing.assert_array_equal(back.array, expected)
 
 
-def test_overlap_goes_to_the_label_later_in_the_label_map(scene, labels: Image, segmentation_node, ct_node):
+def test_overlap_goes_to_the_label_later_in_the_label_map(labels: Image, segmentation_node, ct_node):
     into_liver = labels.array == 5
     edit_segment(
-        scene,
         segmentation_node,
         ct_node,
         segment_id_named(segmentation_node, "right lung"),
@@ -288,30 +285,22 @@ def test_overlap_goes_to_the_label_later_in_the_label_map(scene, labels: Image, 
     np.testing.assert_array_equal(right_lung_last.array, np.where(into_liver, 1, labels.array))
 
 
-def test_rerun_without_replace_keeps_only_the_users_segments(
-    scene, labels: Image, segmentation_node, ct_node
-):
-    add_segment(scene, segmentation_node, ct_node, "my notes", labels.array == 0)
+def test_rerun_without_replace_keeps_only_the_users_segments(labels: Image, segmentation_node, ct_node):
+    add_segment(segmentation_node, ct_node, "my notes", labels.array == 0)
     segmentation_node.GetSegmentation().AddEmptySegment("", "Liver Tumour")  # from an earlier run
-    again = segmentation_from_labels(
-        scene, labels, LABEL_MAP, ct_node, name="unused", existing_node=segmentation_node, replace=False
-    )
+    again = segmentation_from_labels(labels, LABEL_MAP, ct_node, into=segmentation_node, replace=False)
     assert again is segmentation_node
     assert sorted(segment.GetName() for segment in segments(again)) == sorted(
         ["my notes", "right lung", "left lung", "liver"]
     )
-    segmentation_from_labels(scene, labels, LABEL_MAP, ct_node, name="unused", existing_node=again)
+    segmentation_from_labels(labels, LABEL_MAP, ct_node, into=again)
     assert [segment.GetName() for segment in segments(again)] == ["right lung", "left lung", "liver"]
 
 
-def test_label_value_missing_from_the_label_map_is_refused(scene, labels: Image, ct_node):
+def test_label_value_missing_from_the_label_map_is_refused(labels: Image, ct_node):
     with pytest.raises(InputImageError, match=r"\[9\]"):
         segmentation_from_labels(
-            scene,
-            labels.with_array(np.where(labels.array == 5, 9, labels.array)),
-            LABEL_MAP,
-            ct_node,
-            name="x",
+            labels.with_array(np.where(labels.array == 5, 9, labels.array)), LABEL_MAP, ct_node, into="x"
         )
 
 
@@ -320,7 +309,7 @@ def test_segmentation_goes_under_the_volume_study(scene, labels: Image, ct_node)
     patient = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "Patient")
     study = hierarchy.CreateStudyItem(patient, "Study")
     hierarchy.CreateItem(study, ct_node)
-    segmentation_node = segmentation_from_labels(scene, labels, LABEL_MAP, ct_node, name="seg")
+    segmentation_node = segmentation_from_labels(labels, LABEL_MAP, ct_node, into="seg")
     assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(segmentation_node)) == study
 
 
@@ -344,7 +333,7 @@ def test_dicom_series_and_its_on_grid_label(scene, shared_data: Path):
     )
     ct_node = volume_node_from_image(scene, ct, "abdomen CT")
     label_map = {int(v): LabelInfo(int(v), f"organ {v}") for v in np.unique(labels.array) if v}
-    segmentation_node = segmentation_from_labels(scene, labels, label_map, ct_node, name="TotalSegmentator")
+    segmentation_node = segmentation_from_labels(labels, label_map, ct_node, into="TotalSegmentator")
     assert len(segments(segmentation_node)) == len(label_map)
     back, _ = labels_from_segmentation(segmentation_node, ct_node, label_map)
     assert_same_geometry(back, ct)

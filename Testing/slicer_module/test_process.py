@@ -20,6 +20,7 @@ from LungLiverSegLib.slicer_module.process import (
     EpochValidated,
     ProcessResult,
     ProgressUpdate,
+    SegmentRequest,
     ThreadedProcessRunner,
     child_environment,
     parse_line,
@@ -230,16 +231,15 @@ def test_other_lines_are_not_events(line: str):
 
 def test_the_cli_parses_the_segmentation_command_as_given():
     python = "/slicer/bin/PythonSlicer"
-    command = segmentation_command(
-        python, Path("/in"), "/out", "lungs-ct-3d", "cuda", output_format=".seg.nrrd"
-    )
+    request = SegmentRequest(Path("/in"), "/out", "lungs-ct-3d", "cuda", output_format=".seg.nrrd")
+    command = segmentation_command(python, request)
     assert command[:3] == [python, "-m", "LungLiverSegLib.cli"]
     args = build_parser().parse_args(command[3:])
     assert (args.command, args.input, args.output) == ("segment", Path("/in"), Path("/out"))
     assert (args.model, args.device, args.progress) == ("lungs-ct-3d", "cuda", "json")
     assert args.format == ".seg.nrrd"
     assert not args.overwrite
-    overwrite = segmentation_command("py", "in.nrrd", "out.nrrd", "m", overwrite=True)
+    overwrite = segmentation_command("py", SegmentRequest("in.nrrd", "out.nrrd", "m", overwrite=True))
     assert build_parser().parse_args(overwrite[3:]).overwrite
 
 

@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("slicer", reason="needs slicer-core (pip install 'slicer-core==5.11.*')")
 
-from LungLiverSegLib.errors import InputImageError  # noqa: E402
-from LungLiverSegLib.geometry import Image  # noqa: E402
-from LungLiverSegLib.imageio import read_image, write_image  # noqa: E402
-from LungLiverSegLib.slicer_module.mrml_bridge import volume_node_from_image  # noqa: E402
-from LungLiverSegLib.slicer_module.scene import create_headless_scene  # noqa: E402
-from LungLiverSegLib.slicer_module.staging import stage_batch  # noqa: E402
+from LungLiverSegLib.errors import InputImageError
+from LungLiverSegLib.geometry import Image
+from LungLiverSegLib.imageio import read_image, write_image
+from LungLiverSegLib.slicer_module.mrml_bridge import volume_node_from_image
+from LungLiverSegLib.slicer_module.scene import create_headless_scene
+from LungLiverSegLib.slicer_module.staging import stage_batch
 
 pytestmark = pytest.mark.slicer
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def test_a_valid_small_dataset_loads_with_either_label_style(tmp_path):
 def test_missing_dataset_json_is_reported(tmp_path):
     folder = small_msd(tmp_path)
     (folder / "dataset.json").unlink()
-    with pytest.raises(DatasetError, match="missing dataset.json"):
+    with pytest.raises(DatasetError, match=re.escape("missing dataset.json")):
         load_all(folder)
 
 
@@ -101,7 +102,7 @@ def test_a_broken_case_is_reported(tmp_path, file, array, origin, message):
 
 def test_a_config_label_missing_from_the_dataset_is_reported(tmp_path):
     folder = small_msd(tmp_path, labels={"background": 0, "kidney": 1})
-    with pytest.raises(DatasetError, match="'lungs'.*not in the dataset's labels"):
+    with pytest.raises(DatasetError, match=r"'lungs'.*not in the dataset's labels"):
         load_all(folder)
 
 

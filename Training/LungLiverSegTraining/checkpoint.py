@@ -31,7 +31,9 @@ LEGACY_METRIC_NAMES = {"nsd_2mm": NSD_KEY}
 
 def rng_states() -> dict[str, Any]:
     """RNG states in a ``weights_only``-loadable form (numpy's key array becomes a tensor)."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state(legacy=True)
+    assert isinstance(state, tuple)  # the global RandomState is an MT19937: the legacy tuple form
+    kind, keys, position, has_gauss, cached = state
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

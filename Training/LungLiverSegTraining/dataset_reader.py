@@ -226,7 +226,8 @@ def make_split(dataset: Dataset, val_fraction: float, seed: int) -> Split:
     """The dataset's own split when it has one, else a seeded split of patients (groups)."""
     ids = [case.case_id for case in dataset.cases]
     if dataset.predefined_split is not None:
-        unknown = sorted(set(sum(dataset.predefined_split.values(), [])) - set(ids))
+        named = {case_id for part in dataset.predefined_split.values() for case_id in part}
+        unknown = sorted(named - set(ids))
         if unknown:
             raise DatasetError(f"{dataset.root}: the split names cases that do not exist: {unknown[:5]}")
         return Split(

@@ -10,7 +10,7 @@ run was resumed, how many loader workers there are, or on which DDP rank the sam
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +36,9 @@ KEYS = ("image", "label")
 MAX_SEED = 2**31 - 1
 
 
-def prepare_case(image: Image, labels: Image, config: TrainingConfig) -> dict[str, torch.Tensor | np.ndarray]:
+def prepare_case(
+    image: Image, labels: Image, config: TrainingConfig
+) -> dict[Hashable, torch.Tensor | np.ndarray]:
     """Preprocess one case as inference will, pad it to the patch and index its voxels for cropping.
 
     Returns ``{"image": [1, *spatial], "label": [1, *spatial], "fg_indices", "bg_indices",
@@ -45,12 +47,13 @@ def prepare_case(image: Image, labels: Image, config: TrainingConfig) -> dict[st
     """
     spec = config.bundle_template().preprocessing
     prepared = prepare(image, spec, labels)
+    assert prepared.label is not None  # prepare resamples the labels it is given
     tensor, label = prepared.tensor, prepared.label[None].to(torch.uint8)
     histogram = intensity_histogram(tensor, spec.intensity)
     if config.dims == 2:  # a 2D image is prepared as a one-slice volume: drop the slice axis
         tensor, label = tensor[:, 0], label[:, 0]
     padded = SpatialPadd(KEYS, config.patch_size_kji)({"image": tensor, "label": label})
-    case = {key: _plain(padded[key]) for key in KEYS}
+    case: dict[Hashable, torch.Tensor | np.ndarray] = {key: _plain(padded[key]) for key in KEYS}
     return {**FgBgToIndicesd("label", output_shape=None)(case), "histogram": histogram}
 
 

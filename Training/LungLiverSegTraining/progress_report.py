@@ -23,7 +23,7 @@ from LungLiverSegLib.files import atomic_output
 from LungLiverSegLib.tables import progress_bar
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 EventCallback = Callable[[dict[str, Any]], None]
 """Receives each event's JSON object (``Event.to_dict()``), as ``json`` mode prints it."""

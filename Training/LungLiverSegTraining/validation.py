@@ -136,8 +136,8 @@ def _group_scores(
         result = segment_image(case.image, loaded)
         seconds += time.perf_counter() - started
         prediction = result.array
-        unlike += result.metadata["histogram_distance"] > HISTOGRAM_TOLERANCE
-        ratio = min(result.metadata["unsure_ratio"], UNSURE_BINS[-1] - 1e-9)
+        unlike += float(result.metadata["histogram_distance"]) > HISTOGRAM_TOLERANCE
+        ratio = min(float(result.metadata["unsure_ratio"]), UNSURE_BINS[-1] - 1e-9)
         unsure[int(np.searchsorted(UNSURE_BINS, ratio, side="right")) - 1] += 1
         scores = compute_label_metrics(
             prediction, case.labels.array, case.labels.spacing[::-1], names, tolerances_mm=(NSD_TOLERANCE_MM,)

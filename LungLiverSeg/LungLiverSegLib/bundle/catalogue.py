@@ -237,8 +237,8 @@ def _copy_bundle_files(folder: Path, target: Path) -> Path:
     bundle = load_bundle(folder, verify_checksum=False)
     target.mkdir()
     for file_name in (MODEL_JSON, bundle.weights_file, MODEL_CARD):
-        if (bundle.folder / file_name).is_file():
-            shutil.copyfile(bundle.folder / file_name, target / file_name)
+        if (bundle.stored_folder / file_name).is_file():
+            shutil.copyfile(bundle.stored_folder / file_name, target / file_name)
     return target
 
 
@@ -265,7 +265,7 @@ def import_model(path: str | Path, *, overwrite: bool = False) -> CatalogueEntry
     try:
         bundle = load_bundle(_stage(path, staging))
         destination = models_dir / f"{bundle.name}-v{bundle.version}"
-        move_into_place(bundle.folder, destination, overwrite=overwrite)
+        move_into_place(bundle.stored_folder, destination, overwrite=overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return _entry_from_bundle(load_bundle(destination, verify_checksum=False), USER)

@@ -129,6 +129,15 @@ class JsonFields:
             self.fail(key, f"expected {'positive ' if positive else ''}{kind}, got {value!r}")
         return tuple(int(item) if integers else float(item) for item in value)
 
+    def required_numbers(
+        self, key: str, length: int, *, integers: bool = False, positive: bool = True, why: str = ""
+    ) -> tuple[Any, ...]:
+        """``numbers`` where null or absent is an error."""
+        value = self.numbers(key, length, integers=integers, positive=positive, why=why)
+        if value is None:
+            self.fail(key, "missing")
+        return value
+
     def label_values(self, key: str, known: LabelMap) -> tuple[int, ...]:
         """A list of label values that all exist in ``known``."""
         value = self.get(key, [])

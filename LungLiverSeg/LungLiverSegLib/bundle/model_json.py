@@ -97,11 +97,8 @@ def _parse_preprocessing(fields: JsonFields, dims: int) -> PreprocessingSpec:
 
 
 def _parse_inference(fields: JsonFields, dims: int) -> InferenceSpec:
-    patch_size = fields.numbers("patch_size", dims, integers=True, why=f" for a {dims}D model")
-    if patch_size is None:
-        fields.fail("patch_size", "missing")
     return InferenceSpec(
-        patch_size=patch_size,
+        patch_size=fields.required_numbers("patch_size", dims, integers=True, why=f" for a {dims}D model"),
         overlap=fields.number("overlap", minimum=0.0, below=1.0),
         batch_size=fields.integer("batch_size", minimum=1),
         unsure_ratio_limit=fields.optional_number("unsure_ratio_limit"),
@@ -116,7 +113,9 @@ def _parse_histogram_range(fields: JsonFields | None) -> HistogramRangeSpec | No
     bins = len(low) if isinstance(low, list) else 0
     if bins < 2:
         fields.fail("low", f"expected a list of at least 2 fractions, got {low!r}")
-    low, high = (fields.numbers(key, bins, positive=False, why=" (one per bin)") for key in ("low", "high"))
+    low, high = (
+        fields.required_numbers(key, bins, positive=False, why=" (one per bin)") for key in ("low", "high")
+    )
     if not all(0.0 <= a <= b <= 1.0 for a, b in zip(low, high, strict=True)):
         fields.fail(None, f"expected 0 <= low <= high <= 1 in every bin, got low {low}, high {high}")
     return HistogramRangeSpec(low, high)
@@ -340,7 +339,7 @@ def sha256_of_file(path: Path) -> str:
 
 def _checksum_error(bundle: ModelBundle, actual: str) -> BundleError:
     return BundleError(
-        f"{bundle.folder / MODEL_JSON}: weights.sha256: {bundle.weights_path} does not match "
+        f"{bundle.stored_folder / MODEL_JSON}: weights.sha256: {bundle.weights_path} does not match "
         f"(expected {bundle.weights_sha256}, got {actual}); the file is corrupt or was altered, "
         "re-download or re-import the bundle"
     )

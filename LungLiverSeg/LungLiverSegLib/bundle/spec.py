@@ -55,6 +55,13 @@ class IntensitySpec:
     min: float | None = None
     max: float | None = None
 
+    @property
+    def window(self) -> tuple[float, float]:
+        """``(min, max)`` of a ``window`` normalisation."""
+        if self.min is None or self.max is None:
+            raise BundleError(f"intensity {self.type!r}: a window needs min and max")
+        return self.min, self.max
+
 
 @dataclass(frozen=True)
 class BodyCropSpec:
@@ -154,11 +161,16 @@ class ModelBundle:
         return max(self.labels) + 1
 
     @property
-    def weights_path(self) -> Path:
-        """The weights file of a bundle that lives in a folder."""
+    def stored_folder(self) -> Path:
+        """The folder of a bundle that lives in one (loaded or saved)."""
         if self.folder is None:
             raise BundleError(f"model {self.name!r} has no folder: save it with save_bundle first")
-        return self.folder / self.weights_file
+        return self.folder
+
+    @property
+    def weights_path(self) -> Path:
+        """The weights file of a bundle that lives in a folder."""
+        return self.stored_folder / self.weights_file
 
     @property
     def segment_names(self) -> tuple[str, ...]:

@@ -80,12 +80,12 @@ DROPOUTS: dict[str, Any] = {"dropout": _PER_DIMS["dropout"], "alphadropout": nn.
 
 
 def _split(spec: str | Sequence[Any]) -> tuple[str, dict[str, Any]]:
-    if isinstance(spec, str):
-        return spec, {}
-    name, arguments = spec
-    if not isinstance(name, str) or not isinstance(arguments, dict):
-        raise TypeError("layer specifiers must be a name or a pair [name, {arguments}]")
-    return name, dict(arguments)
+    match spec:
+        case str():
+            return spec, {}
+        case [str() as name, dict() as arguments]:
+            return name, dict(arguments)
+    raise TypeError("layer specifiers must be a name or a pair [name, {arguments}]")
 
 
 def _layer_class(table: dict[str, Any], kind: str, name: str, dims: int) -> type[nn.Module]:

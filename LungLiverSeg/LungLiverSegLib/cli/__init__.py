@@ -21,6 +21,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
+from typing import TextIO
 
 from LungLiverSegLib.cli import demo, evaluate, export, models, segment
 from LungLiverSegLib.cli.options import EXIT_CANCELLED, EXIT_USER_ERROR
@@ -92,5 +93,12 @@ def _cancel_on_signals(cancel: CancelToken) -> None:
         signal.signal(signum, handler)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _show_warning(  # noqa: PLR0913  (the signature of warnings.showwarning, which it replaces)
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     print(f"lunglivseg: warning: {message}", file=sys.stderr)

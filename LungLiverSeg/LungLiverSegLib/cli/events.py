@@ -49,10 +49,11 @@ class Event:
     """An event's JSON form: ``{"event": EVENT, **fields, **extra}``."""
 
     EVENT: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every event is a dataclass
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (also what Training's Python callback receives)."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         extra = values.pop("extra", {})
         return {"event": self.EVENT, **values, **extra}
 
@@ -62,7 +63,7 @@ class Event:
     @classmethod
     def from_dict(cls, message: Mapping[str, Any]) -> Self:
         """The event from its JSON object; KeyError, TypeError or ValueError when it is not one."""
-        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        known = {f.name: f for f in dataclasses.fields(cls)}
         values = {
             name: _READERS[str(known[name].type)](value)
             for name, value in message.items()
@@ -118,7 +119,7 @@ class SegmentationDone(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingStep(Event):
-    """A training step: ``fraction`` of all ``epochs`` × ``steps`` done, the step's loss."""
+    """A training step: ``fraction`` of all ``epochs * steps`` done, the step's loss."""
 
     EVENT: ClassVar[str] = "step"
     epoch: int

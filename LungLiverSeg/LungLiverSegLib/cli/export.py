@@ -31,14 +31,14 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, cancel: CancelToken) -> int:
-    from LungLiverSegLib.dataset.export import correction_summary, export_case
+    from LungLiverSegLib.dataset.export import ModelId, correction_summary, export_case
     from LungLiverSegLib.imageio import read_image
 
     image = read_image(args.image, args.series_uid)
     label_map, bundle = _label_map(args)
     approved = read_image(args.label)
     proposal = None if args.proposal is None else read_image(args.proposal)
-    model = None if bundle is None else {"name": bundle.name, "version": bundle.version}
+    model = None if bundle is None else ModelId(name=bundle.name, version=bundle.version)
     record = export_case(
         args.dataset_dir,
         args.case_id,

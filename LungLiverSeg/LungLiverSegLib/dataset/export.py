@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import fmean
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -61,6 +61,13 @@ class DatasetExportError(LungLiverSegError):
     """An export would break the dataset (label map, grid, case id, existing case) or cannot read it."""
 
 
+class ModelId(TypedDict):
+    """The exact model that made a proposal, as a dataset case records it."""
+
+    name: str
+    version: str
+
+
 @dataclass(frozen=True)
 class CaseRecord:
     """One line of cases.jsonl: where a case came from and how much correction its proposal needed.
@@ -84,6 +91,16 @@ class CaseRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CaseRecord:
         return cls(**{**data, "label_values": tuple(data["label_values"])})
+
+
+@dataclass(frozen=True)
+class _Case:
+    """One case on its way into the dataset: its labels checked to lie on the image's grid, as uint8."""
+
+    case_id: str
+    image: Image
+    approved: Image
+    proposal: Image | None
 
 
 @dataclass(frozen=True)
@@ -134,7 +151,7 @@ def _case_id_problem(case_id: str) -> str | None:
 # --- export ----------------------------------------------------------------------------------
 
 
-def export_case(
+def export_case(  # noqa: PLR0913  (the public one-call export: keyword options)
     dataset_dir: str | Path,
     case_id: str,
     image: Image,
@@ -143,7 +160,7 @@ def export_case(
     *,
     proposal: Image | None = None,
     source: dict[str, str] | None = None,
-    model: dict[str, str] | None = None,
+    model: ModelId | None = None,
     modality: str | None = None,
     overwrite: bool = False,
 ) -> CaseRecord:
@@ -158,8 +175,12 @@ def export_case(
     root = Path(dataset_dir)
     validate_case_id(case_id)
     label_map = _validated_label_map(label_map)
-    approved = _checked_labels(approved, image, label_map, "approved")
-    proposal = None if proposal is None else _checked_labels(proposal, image, label_map, "proposal")
+    case = _Case(
+        case_id,
+        image,
+        _checked_labels(approved, image, label_map, "approved"),
+        None if proposal is None else _checked_labels(proposal, image, label_map, "proposal"),
+    )
     now = _now()
     if (root / DATASET_JSON).exists():
         description = _read_description(root)
@@ -170,11 +191,11 @@ def export_case(
     records = _read_records(root)
     case_ids = _complete_case_ids(root, _listed_case_ids(description, root), records)
     _check_case_is_free(root, case_id, case_ids, overwrite)
-    record = _make_record(case_id, image, approved, proposal, label_map, source, model, now)
+    record = _make_record(case, label_map, source, model, now)
     if case_id in case_ids:
         case_ids.remove(case_id)
         _write_description(root, _listing(description, case_ids, now))
-    _write_case_files(root, case_id, image, approved, proposal)
+    _write_case_files(root, case)
     records[case_id] = record
     case_ids.append(case_id)
     _write_records(root, [records[listed] for listed in case_ids])
@@ -261,20 +282,13 @@ def _check_case_is_free(root: Path, case_id: str, case_ids: list[str], overwrite
 
 
 def _make_record(
-    case_id: str,
-    image: Image,
-    approved: Image,
-    proposal: Image | None,
-    label_map: LabelMap,
-    source: dict[str, str] | None,
-    model: dict[str, str] | None,
-    now: str,
+    case: _Case, label_map: LabelMap, source: dict[str, str] | None, model: ModelId | None, now: str
 ) -> CaseRecord:
-    present = tuple(int(value) for value in np.unique(approved.array) if value != 0)
-    correction = None if proposal is None else _correction(proposal, approved, label_map)
+    present = tuple(int(value) for value in np.unique(case.approved.array) if value != 0)
+    correction = None if case.proposal is None else _correction(case.proposal, case.approved, label_map)
     return CaseRecord(
-        case_id,
-        _source_of(image) if source is None else dict(source),
+        case.case_id,
+        _source_of(case.image) if source is None else dict(source),
         _model_of(model),
         now,
         _user(),
@@ -305,10 +319,10 @@ def _correction(proposal: Image, approved: Image, label_map: LabelMap) -> dict[s
 def _source_of(image: Image) -> dict[str, str]:
     """The file path and DICOM series UID that ``read_image`` left in the image's metadata."""
     keys = {"path": "source_path", "series_uid": "series_uid"}
-    return {name: image.metadata[key] for name, key in keys.items() if image.metadata.get(key)}
+    return {name: str(image.metadata[key]) for name, key in keys.items() if image.metadata.get(key)}
 
 
-def _model_of(model: dict[str, str] | None) -> dict[str, str] | None:
+def _model_of(model: ModelId | None) -> dict[str, str] | None:
     if model is None:
         return None
     if not {"name", "version"} <= set(model):
@@ -330,16 +344,14 @@ def _now() -> str:
 # --- files -----------------------------------------------------------------------------------
 
 
-def _write_case_files(
-    root: Path, case_id: str, image: Image, approved: Image, proposal: Image | None
-) -> None:
+def _write_case_files(root: Path, case: _Case) -> None:
     """Replace whatever an unlisted (debris) or unlisted-for-overwrite case left; label before image."""
-    if proposal is None:
-        layout.prediction_path(root, case_id).unlink(missing_ok=True)
+    if case.proposal is None:
+        layout.prediction_path(root, case.case_id).unlink(missing_ok=True)
     else:
-        write_image(layout.prediction_path(root, case_id), proposal, overwrite=True)
-    write_image(layout.label_path(root, case_id), approved, overwrite=True)
-    write_image(layout.image_path(root, case_id), image, overwrite=True)
+        write_image(layout.prediction_path(root, case.case_id), case.proposal, overwrite=True)
+    write_image(layout.label_path(root, case.case_id), case.approved, overwrite=True)
+    write_image(layout.image_path(root, case.case_id), case.image, overwrite=True)
 
 
 def _write_records(root: Path, records: list[CaseRecord]) -> None:

@@ -29,11 +29,12 @@ import numpy as np
 from LungLiverSegLib.dataset import layout
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import write_image
-from LungLiverSegLib.labels import ALTERED_STRUCTURE, LIVER, LUNG, NEOPLASM, LabelInfo, LabelMap
+from LungLiverSegLib.labels import ALTERED_STRUCTURE, LUNG, NEOPLASM, LabelInfo, LabelMap
+from LungLiverSegLib.labels import LIVER as LIVER_CODE  # LIVER is the phantom's label value here
 
 PHANTOM_LABELS: LabelMap = {
     1: LabelInfo(1, "lungs", (0.85, 0.62, 0.55), type=LUNG),
-    2: LabelInfo(2, "liver", (0.87, 0.47, 0.35), type=LIVER),
+    2: LabelInfo(2, "liver", (0.87, 0.47, 0.35), type=LIVER_CODE),
     # DICOM CID 7151 / Slicer's terminology code a tumour as a morphologically altered
     # structure (category) of type "Neoplasm".
     3: LabelInfo(3, "liver_tumour", (0.9, 0.9, 0.3), category=ALTERED_STRUCTURE, type=NEOPLASM),
@@ -66,10 +67,10 @@ class _Grid:
     x: np.ndarray
     y: np.ndarray
     z: np.ndarray
-    spacing: tuple[float, float, float]
+    spacing: tuple[float, ...]
 
     @classmethod
-    def centred(cls, size: tuple[int, int, int], spacing: tuple[float, float, float]) -> _Grid:
+    def centred(cls, size: tuple[int, ...], spacing: tuple[float, ...]) -> _Grid:
         axes = [(np.arange(n) - (n - 1) / 2) * s for n, s in zip(size, spacing, strict=True)]
         return cls(axes[0][None, None, :], axes[1][None, :, None], axes[2][:, None, None], spacing)
 
@@ -105,6 +106,36 @@ class _Dome:
 
 
 @dataclass(frozen=True)
+class _Tube:
+    """A vessel: the points within ``radius`` mm of the segment ``start``-``end``."""
+
+    start: np.ndarray
+    end: np.ndarray
+    radius: float
+
+    def paint(self, grid: _Grid, hu: np.ndarray, inside: np.ndarray) -> None:
+        """Set the tube's voxels that are also in ``inside`` to vessel HU."""
+        start, end, radius = self.start, self.end, self.radius
+        lower, upper = np.minimum(start, end) - radius, np.maximum(start, end) + radius
+        box = tuple(
+            slice(int(np.searchsorted(axis.ravel(), lo)), int(np.searchsorted(axis.ravel(), hi, "right")))
+            for axis, lo, hi in (
+                (grid.z, lower[2], upper[2]),
+                (grid.y, lower[1], upper[1]),
+                (grid.x, lower[0], upper[0]),
+            )
+        )
+        points = [grid.x[..., box[2]] - start[0], grid.y[:, box[1]] - start[1], grid.z[box[0]] - start[2]]
+        axis_vector = end - start
+        along = sum(p * a for p, a in zip(points, axis_vector, strict=True)) / max(
+            float(axis_vector @ axis_vector), 1e-9
+        )
+        along = np.clip(along, 0.0, 1.0)
+        distance_sq = sum((p - along * a) ** 2 for p, a in zip(points, axis_vector, strict=True))
+        hu[box][(distance_sq <= radius**2) & inside[box]] = VESSEL_HU
+
+
+@dataclass(frozen=True)
 class _Lung:
     """One lung: an elliptic cross-section that tapers to the apex, standing on its dome."""
 
@@ -134,7 +165,7 @@ class _Lung:
         )
 
 
-def make_phantom(
+def make_phantom(  # noqa: PLR0913  (the public generator: grid and seed, then keyword options)
     size: tuple[int, int, int] = (160, 128, 96),
     spacing: tuple[float, float, float] = (2.0, 2.0, 3.0),
     seed: int = 0,
@@ -240,22 +271,17 @@ def _paint_spine(grid: _Grid, body_radii: np.ndarray, vary: Vary, hu: np.ndarray
 
 def _lungs(grid: _Grid, body_radii: np.ndarray, vary: Vary) -> tuple[_Lung, _Lung]:
     """Right lung (at -x, i.e. patient right) and left lung; the right dome sits higher."""
-    half_z = grid.half_extent[2]
-    apex_z = 0.9 * half_z
-    right, left = (
-        _lung(side, body_radii, apex_z, peak_z, half_z, vary)
-        for side, peak_z in ((-1.0, -0.05 * half_z), (1.0, -0.15 * half_z))
-    )
+    right, left = (_lung(grid, side, peak, body_radii, vary) for side, peak in ((-1.0, -0.05), (1.0, -0.15)))
     return right, left
 
 
-def _lung(
-    side: float, body_radii: np.ndarray, apex_z: float, peak_z: float, half_z: float, vary: Vary
-) -> _Lung:
+def _lung(grid: _Grid, side: float, peak: float, body_radii: np.ndarray, vary: Vary) -> _Lung:
+    """The lung on ``side`` (-1 right, +1 left), its dome's peak at ``peak`` times the half height."""
+    half_z = grid.half_extent[2]
     centre_xy = np.array([side * 0.48 * body_radii[0] * vary(), 0.05 * body_radii[1]])
     radii_xy = np.array([0.36 * body_radii[0] * vary(), 0.72 * body_radii[1] * vary()])
-    dome = _Dome(tuple(centre_xy), tuple(radii_xy), peak_z * vary(), 0.28 * half_z * vary())
-    return _Lung(centre_xy, radii_xy, apex_z * vary(), dome)
+    dome = _Dome(tuple(centre_xy), tuple(radii_xy), peak * half_z * vary(), 0.28 * half_z * vary())
+    return _Lung(centre_xy, radii_xy, 0.9 * half_z * vary(), dome)
 
 
 def _heart(
@@ -303,30 +329,7 @@ def _paint_vessels(grid: _Grid, lung: _Lung, vary: Vary, hu: np.ndarray, lungs: 
     main_reach *= np.array([[vary() for _ in range(3)] for _ in main_reach])
     for reach in main_reach:
         end = hilum + reach
-        _paint_tube(grid, hilum, end, 4.0, hu, lungs)
+        _Tube(hilum, end, 4.0).paint(grid, hu, lungs)
         for turn in (-0.5, 0.5):
             branch = 0.5 * np.array([reach[0], reach[1] + turn * ry, reach[2] + turn * 0.3 * height])
-            _paint_tube(grid, end, end + branch, 2.5, hu, lungs)
-
-
-def _paint_tube(
-    grid: _Grid, start: np.ndarray, end: np.ndarray, radius: float, hu: np.ndarray, inside: np.ndarray
-) -> None:
-    """Set voxels within ``radius`` mm of segment start-end (and in ``inside``) to vessel HU."""
-    lower, upper = np.minimum(start, end) - radius, np.maximum(start, end) + radius
-    box = tuple(
-        slice(int(np.searchsorted(axis.ravel(), lo)), int(np.searchsorted(axis.ravel(), hi, "right")))
-        for axis, lo, hi in (
-            (grid.z, lower[2], upper[2]),
-            (grid.y, lower[1], upper[1]),
-            (grid.x, lower[0], upper[0]),
-        )
-    )
-    points = [grid.x[..., box[2]] - start[0], grid.y[:, box[1]] - start[1], grid.z[box[0]] - start[2]]
-    axis_vector = end - start
-    along = sum(p * a for p, a in zip(points, axis_vector, strict=True)) / max(
-        float(axis_vector @ axis_vector), 1e-9
-    )
-    along = np.clip(along, 0.0, 1.0)
-    distance_sq = sum((p - along * a) ** 2 for p, a in zip(points, axis_vector, strict=True))
-    hu[box][(distance_sq <= radius**2) & inside[box]] = VESSEL_HU
+            _Tube(end, end + branch, 2.5).paint(grid, hu, lungs)

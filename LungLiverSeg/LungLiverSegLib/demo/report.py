@@ -60,7 +60,7 @@ def volumes_to_csv(volumes: dict[str, float], path: str | Path) -> Path:
     return write_bytes_atomic(path, text.getvalue().encode())
 
 
-def save_overlay_png(
+def save_overlay_png(  # noqa: PLR0913  (public: what to draw and where, then keyword display options)
     ct: Image,
     labels: Image,
     label_map: LabelMap,
@@ -149,7 +149,7 @@ def _centre_of_labels(labels: np.ndarray, label_map: LabelMap) -> tuple[int, ...
     foreground = np.isin(labels, list(label_map))
     if not foreground.any():
         return tuple(n // 2 for n in labels.shape)
-    return tuple(int(round(c)) for c in ndimage.center_of_mass(foreground))
+    return tuple(round(float(c)) for c in ndimage.center_of_mass(foreground))
 
 
 def _figure(panels: list[_Panel], label_map: LabelMap, window: tuple[float, float]) -> Figure:

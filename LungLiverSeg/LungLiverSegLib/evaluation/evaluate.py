@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, overload
 
 import numpy as np
 
@@ -230,6 +231,10 @@ def format_table(result: CaseResult | FolderResult) -> str:
     return "\n\n".join(parts)
 
 
+@overload
+def json_safe(value: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def json_safe(value: object) -> object: ...
 def json_safe(value: object) -> object:
     """Replace inf by the string "inf" in nested dicts and lists."""
     if isinstance(value, dict):

@@ -130,11 +130,17 @@ def _label_info(path: Path, number: int, header: dict[str, str]) -> LabelInfo:
         )
     tags = _parse_tags(header.get(prefix + "Tags", ""))
     category, type_, modifier = terminology_codes(tags.pop(TERMINOLOGY_TAG, ""))
-    color = tuple(float(component) for component in header.get(prefix + "Color", DEFAULT_COLOR).split())
+    color_text = header.get(prefix + "Color", DEFAULT_COLOR)
+    try:
+        red, green, blue = (float(component) for component in color_text.split())
+    except ValueError:
+        raise InputImageError(
+            f"{path}: segment {number} has the colour {color_text!r}, not 3 numbers"
+        ) from None
     return LabelInfo(
         value=int(header[prefix + "LabelValue"]),
         name=header.get(prefix + "Name", header[prefix + "ID"]),
-        color=color,  # type: ignore[arg-type]
+        color=(red, green, blue),
         category=category or ANATOMICAL_STRUCTURE,
         type=type_,
         modifier=modifier,

@@ -37,6 +37,17 @@ class ExecutionPlan:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class JobSize:
+    """What the estimates depend on besides the bundle: the input array, the size of the volume
+    once prepared (resampled and cropped), and the batch size asked for."""
+
+    input_shape: tuple[int, ...]
+    input_itemsize: int
+    prepared_voxels: int
+    batch_size: int
+
+
 def available_ram_bytes() -> int:
     """MemAvailable from /proc/meminfo (Linux), else total physical memory."""
     try:
@@ -77,27 +88,23 @@ def window_activation_bytes(bundle: ModelBundle, batch_size: int) -> int:
     return batch_size * per_window
 
 
-def estimate_peak_ram(
-    input_shape: tuple[int, ...], input_itemsize: int, prepared_voxels: int, bundle: ModelBundle
-) -> int:
-    """Peak host memory of ``segment_image`` for an input of this shape (bytes).
+def estimate_peak_ram(job: JobSize, bundle: ModelBundle) -> int:
+    """Peak host memory of ``segment_image`` for an input of this shape (bytes), without the
+    activations (``window_activation_bytes``).
 
     Input array + float32 body crop (bounded by the whole image) + prepared tensor + the
     aggregation buffers (one per output channel plus the weight map) + the uint8 output and the
     int32 component map used by postprocessing.
     """
-    voxels = int(np.prod(input_shape))
-    aggregation = prepared_voxels * FLOAT * (bundle.out_channels + 2)
-    return voxels * (input_itemsize + FLOAT + 1 + 4) + prepared_voxels * FLOAT + aggregation
+    voxels = int(np.prod(job.input_shape))
+    aggregation = job.prepared_voxels * FLOAT * (bundle.out_channels + 2)
+    return voxels * (job.input_itemsize + FLOAT + 1 + 4) + job.prepared_voxels * FLOAT + aggregation
 
 
 def plan_execution(
-    input_shape: tuple[int, ...],
-    input_itemsize: int,
-    prepared_voxels: int,
+    job: JobSize,
     bundle: ModelBundle,
     device: torch.device,
-    batch_size: int,
     *,
     ram_free: int | None = None,
     vram_free: int | None = None,
@@ -107,15 +114,14 @@ def plan_execution(
     ``ram_free`` and ``vram_free`` (bytes) are read from the machine unless given.
     """
     ram_free = available_ram_bytes() if ram_free is None else ram_free
-    peak_ram = estimate_peak_ram(input_shape, input_itemsize, prepared_voxels, bundle)
+    peak_ram = estimate_peak_ram(job, bundle)
     notes: list[str] = []
     aggregate_device = device
+    batch_size = job.batch_size
     vram_peak = 0
     if device.type == "cuda":
         vram_free = available_vram_bytes(device) if vram_free is None else vram_free
-        device, aggregate_device, batch_size, vram_peak = _fit_gpu(
-            bundle, device, batch_size, prepared_voxels, vram_free, notes
-        )
+        device, aggregate_device, batch_size, vram_peak = _fit_gpu(job, bundle, device, vram_free, notes)
     if device.type == "cpu":
         while batch_size > 1 and peak_ram + window_activation_bytes(bundle, batch_size) > 0.85 * ram_free:
             batch_size = max(1, batch_size // 2)
@@ -131,16 +137,12 @@ def plan_execution(
 
 
 def _fit_gpu(
-    bundle: ModelBundle,
-    device: torch.device,
-    batch_size: int,
-    prepared_voxels: int,
-    vram_free: int,
-    notes: list[str],
+    job: JobSize, bundle: ModelBundle, device: torch.device, vram_free: int, notes: list[str]
 ) -> tuple[torch.device, torch.device, int, int]:
     """GPU plan: everything on the GPU, else windows on GPU + aggregation on CPU, else CPU."""
     free = 0.8 * vram_free
-    aggregation = prepared_voxels * FLOAT * (bundle.out_channels + 3)
+    aggregation = job.prepared_voxels * FLOAT * (bundle.out_channels + 3)
+    batch_size = job.batch_size
     for size in (batch_size, max(1, batch_size // 2), 1):
         windows = window_activation_bytes(bundle, size) // 2  # float16 under autocast
         if windows + aggregation <= free:

@@ -40,14 +40,14 @@ class PreparedImage:
 
     tensor: torch.Tensor
     oriented: Image
-    crop_box: tuple[slice, slice, slice]
+    crop_box: tuple[slice, ...]
     original_code: str | None
     label: torch.Tensor | None = None
     body: torch.Tensor | None = None
 
     @property
-    def crop_shape(self) -> tuple[int, int, int]:
-        return tuple(s.stop - s.start for s in self.crop_box)  # type: ignore[return-value]
+    def crop_shape(self) -> tuple[int, ...]:
+        return tuple(s.stop - s.start for s in self.crop_box)
 
     def to_input_grid(self, labels_crop: np.ndarray, image: Image) -> Image:
         """The inverse of ``prepare`` for labels on the crop at input resolution (``crop_shape``):
@@ -67,7 +67,8 @@ class PreparedImage:
 def normalize_intensity(array: torch.Tensor, spec: IntensitySpec) -> torch.Tensor:
     """Map raw intensities to the network's range: a fixed window (CT HU) or per-image stats."""
     if spec.type == "window":
-        return (array.clamp(spec.min, spec.max) - spec.min) / (spec.max - spec.min)
+        window_min, window_max = spec.window
+        return (array.clamp(window_min, window_max) - window_min) / (window_max - window_min)
     if spec.type == "minmax":
         low, high = array.min(), array.max()
         return (array - low) / (high - low).clamp_min(1e-6)
@@ -90,7 +91,7 @@ def intensity_histogram(tensor: torch.Tensor, spec: IntensitySpec) -> np.ndarray
     return (counts / max(values.numel(), 1)).numpy().astype(np.float64)
 
 
-def body_box(array: np.ndarray, threshold: float, margin_vox: tuple[int, int, int]) -> tuple[slice, ...]:
+def body_box(array: np.ndarray, threshold: float, margin_vox: tuple[int, ...]) -> tuple[slice, ...]:
     """Bounding box of voxels above ``threshold`` (the body in CT), grown by a margin.
 
     Air around the patient is most of a CT's voxels; cropping it away first makes every later
@@ -130,7 +131,7 @@ def body_mask(volume: np.ndarray, threshold: float, spacing_kji: np.ndarray) -> 
     return ndimage.binary_fill_holes(walls, structure=in_plane) | largest
 
 
-def target_shape(shape: tuple[int, int, int], spacing_kji: np.ndarray, spec: PreprocessingSpec) -> tuple:
+def target_shape(shape: tuple[int, ...], spacing_kji: np.ndarray, spec: PreprocessingSpec) -> tuple[int, ...]:
     """Array shape after resampling to the bundle's spacing, or after the 2D in-plane resize."""
     if spec.resize_inplane is not None:
         width, height = spec.resize_inplane
@@ -143,7 +144,7 @@ def target_shape(shape: tuple[int, int, int], spacing_kji: np.ndarray, spec: Pre
     return tuple(max(1, round(n * s / w)) for n, s, w in zip(shape, spacing_kji, wanted, strict=True))
 
 
-def resample(volume: torch.Tensor, shape: tuple[int, int, int], *, labels: bool = False) -> torch.Tensor:
+def resample(volume: torch.Tensor, shape: tuple[int, ...], *, labels: bool = False) -> torch.Tensor:
     """Resample ``[C, k, j, i]`` to ``shape``: linear for intensities, nearest for labels."""
     if tuple(volume.shape[1:]) == tuple(shape):
         return volume
@@ -189,7 +190,7 @@ BYTES_PER_RESAMPLE_CHUNK = 256 * 1024**2
 """Memory for the full-resolution slices that ``probabilities_to_labels`` holds at once."""
 
 
-def probabilities_to_labels(probabilities: torch.Tensor, shape: tuple[int, int, int]) -> np.ndarray:
+def probabilities_to_labels(probabilities: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
     """Trilinear-interpolate class probabilities to ``shape`` and argmax, a chunk of slices at a time:
     the inverse of ``prepare``'s resampling, for the network's output.
 

@@ -35,7 +35,7 @@ from LungLiverSegLib.errors import InputImageError
 from LungLiverSegLib.geometry import Image, as_volume
 from LungLiverSegLib.progress import Progress
 from LungLiverSegLib.segmentation.input_checks import check_input, check_prediction
-from LungLiverSegLib.segmentation.memory import ExecutionPlan, plan_execution
+from LungLiverSegLib.segmentation.memory import ExecutionPlan, JobSize, plan_execution
 from LungLiverSegLib.segmentation.postprocess import postprocess_labels
 from LungLiverSegLib.segmentation.preprocess import prepare, probabilities_to_labels, target_shape
 from LungLiverSegLib.segmentation.sliding_window import sliding_window_inference, window_count
@@ -77,7 +77,7 @@ def load_model(
     return LoadedModel(bundle, network, target)
 
 
-def segment_image(
+def segment_image(  # noqa: PLR0913  (the public entry point: image and model, then keyword options)
     image: Image,
     model: LoadedModel | ModelBundle | str | Path,
     *,
@@ -90,7 +90,7 @@ def segment_image(
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     bundle = loaded.bundle
     progress = progress or Progress(stages=STAGES)
-    source = image.metadata.get("source_path", "input image")
+    source = str(image.metadata.get("source_path", "input image"))
     check_input(image, bundle, source)
 
     progress.update("preprocess", 0.0)
@@ -122,14 +122,13 @@ def segment_image(
 def _plan(volume: Image, bundle: ModelBundle, device: torch.device, batch_size: int | None) -> ExecutionPlan:
     spacing_kji = np.asarray(volume.spacing[::-1])
     prepared_voxels = int(np.prod(target_shape(volume.array.shape, spacing_kji, bundle.preprocessing)))
-    return plan_execution(
+    job = JobSize(
         volume.array.shape,
         volume.array.dtype.itemsize,
         prepared_voxels,
-        bundle,
-        device,
         batch_size or bundle.inference.batch_size,
     )
+    return plan_execution(job, bundle, device)
 
 
 def predict(

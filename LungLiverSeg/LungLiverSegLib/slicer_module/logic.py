@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 from LungLiverSegLib.bundle.catalogue import find_model
 from LungLiverSegLib.cli.train_request import TrainRequest
-from LungLiverSegLib.dataset.export import CaseRecord, export_case
+from LungLiverSegLib.dataset.export import CaseRecord, ModelId, export_case
 from LungLiverSegLib.errors import InputImageError
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import SEGMENTATION_SUFFIX, read_image, write_image
@@ -38,6 +38,7 @@ from LungLiverSegLib.slicer_module.process import (
     ProcessRunner,
     ProgressUpdate,
     ProgressUpdateCallback,
+    SegmentRequest,
     ThreadedProcessRunner,
     child_environment,
     segmentation_command,
@@ -56,13 +57,6 @@ if TYPE_CHECKING:
 
 SEGMENTATION_NODE_SUFFIX = " segmentation"
 """A new segmentation node is named "<volume node name> segmentation"."""
-
-
-class ModelId(TypedDict):
-    """The exact model that made a proposal, as a dataset case records it."""
-
-    name: str
-    version: str
 
 
 @dataclass(frozen=True)
@@ -127,7 +121,7 @@ class SceneLogic:
         """Stop the running segmentation or training; its ``on_finished`` reports ``cancelled``."""
         self.runner.cancel()
 
-    def process(
+    def process(  # noqa: PLR0913  (a Slicer module logic's method: options, waitForCompletion, callbacks)
         self,
         input_volume_node: slicer.vtkMRMLScalarVolumeNode,
         model_name: str,
@@ -150,10 +144,11 @@ class SceneLogic:
         job.cases.append(case)
         with _removed_on_error(job.workdir):
             write_image(input_path, mrml_bridge.image_from_volume_node(input_volume_node))
-        command = segmentation_command(self.python, input_path, case.label_path, model_name, device)
+        request = SegmentRequest(input_path, case.label_path, model_name, device)
+        command = segmentation_command(self.python, request)
         return self._run(job, command, waitForCompletion)
 
-    def process_batch(
+    def process_batch(  # noqa: PLR0913  (as ``process``, for many inputs)
         self,
         inputs: Sequence[slicer.vtkMRMLScalarVolumeNode | str | Path],
         model_name: str,
@@ -178,15 +173,10 @@ class SceneLogic:
         outputs = Path(output_folder) if output_folder is not None else job.workdir / "outputs"
         with _removed_on_error(job.workdir):
             job.cases = stage_batch(inputs, input_folder, outputs)
-        command = segmentation_command(
-            self.python,
-            input_folder,
-            outputs,
-            model_name,
-            device,
-            output_format=SEGMENTATION_SUFFIX,
-            overwrite=overwrite,
+        request = SegmentRequest(
+            input_folder, outputs, model_name, device, output_format=SEGMENTATION_SUFFIX, overwrite=overwrite
         )
+        command = segmentation_command(self.python, request)
         return self._run(job, command, waitForCompletion)
 
     def train(
@@ -218,7 +208,7 @@ class SceneLogic:
         """The model's labels for this node as first produced (None if no model filled it)."""
         return self._proposals.get(segmentation_node.GetID())
 
-    def export_for_training(
+    def export_for_training(  # noqa: PLR0913  (the module's export: two nodes, then export_case's options)
         self,
         volume_node: slicer.vtkMRMLScalarVolumeNode,
         segmentation_node: slicer.vtkMRMLSegmentationNode,
@@ -316,14 +306,11 @@ class SceneLogic:
                 if case.volume_node is None:
                     continue
                 labels = read_image(case.label_path)
+                into = case.existing_node
+                if into is None:
+                    into = case.volume_node.GetName() + SEGMENTATION_NODE_SUFFIX
                 node = mrml_bridge.segmentation_from_labels(
-                    self.scene,
-                    labels,
-                    job.label_map,
-                    case.volume_node,
-                    name=case.volume_node.GetName() + SEGMENTATION_NODE_SUFFIX,
-                    existing_node=case.existing_node,
-                    replace=job.replace,
+                    labels, job.label_map, case.volume_node, into=into, replace=job.replace
                 )
                 self._proposals[node.GetID()] = Proposal(labels, job.model, case.volume_node.GetID())
                 nodes.append(node)

@@ -52,25 +52,25 @@ def volume_node_from_image(
 
 
 def segmentation_from_labels(
-    scene: slicer.vtkMRMLScene,
     labels: Image,
     label_map: LabelMap,
     reference_volume_node: slicer.vtkMRMLScalarVolumeNode,
     *,
-    name: str,
-    existing_node: slicer.vtkMRMLSegmentationNode | None = None,
+    into: str | slicer.vtkMRMLSegmentationNode,
     replace: bool = True,
 ) -> slicer.vtkMRMLSegmentationNode:
     """One segment per label value present in ``labels``, named, coloured and coded from ``label_map``.
 
-    ``existing_node`` is updated instead of adding a node called ``name``: with ``replace`` all its
-    segments go, otherwise only those named like a label of ``label_map``, so that a re-run
+    ``into`` is the name of a new segmentation node, or an existing node to update: with ``replace``
+    all its segments go, otherwise only those named like a label of ``label_map``, so that a re-run
     replaces the model's segments (absent labels included) while the user's own segments stay.
-    The reference geometry is the reference volume, and the node goes beside that volume (under
-    its study) in the subject hierarchy.
+    The reference geometry is the reference volume, and the node goes beside that volume (in its
+    scene, under its study in the subject hierarchy).
     """
     present_values = _present_label_values(labels.array, label_map)
-    segmentation_node = existing_node if existing_node is not None else _new_segmentation_node(scene, name)
+    segmentation_node = (
+        _new_segmentation_node(reference_volume_node.GetScene(), into) if isinstance(into, str) else into
+    )
     segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
     segmentation = segmentation_node.GetSegmentation()
     if replace:

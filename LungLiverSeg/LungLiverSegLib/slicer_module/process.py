@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, TypedDict
 
 from LungLiverSegLib.cli import events
 from LungLiverSegLib.cli.train_request import TrainRequest
@@ -209,7 +209,7 @@ class ThreadedProcessRunner:
 
     def cancel(self) -> None:
         """Ask the process tree to stop (SIGTERM), and kill what is left after the grace period."""
-        if self.is_running:
+        if self._run is not None and self.is_running:
             self._run.cancel(self.grace_s)
 
 
@@ -294,9 +294,16 @@ def _read_lines(name: str, stream: TextIO, lines: queue.Queue[tuple[str, str | N
     lines.put((name, None))
 
 
-def _own_process_group() -> dict[str, object]:
+class _ProcessGroupOptions(TypedDict, total=False):
+    """The keyword arguments of ``subprocess.Popen`` that ``_own_process_group`` sets."""
+
+    creationflags: int
+    start_new_session: bool
+
+
+def _own_process_group() -> _ProcessGroupOptions:
     """Popen arguments that start the child as the leader of a new group, so its tree can be signalled."""
-    if os.name == "nt":
+    if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     return {"start_new_session": True}
 
@@ -329,25 +336,29 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def segmentation_command(
-    python: str,
-    input_path: str | Path,
-    output_path: str | Path,
-    model: str,
-    device: str = "auto",
-    *,
-    output_format: str | None = None,
-    overwrite: bool = False,
-) -> list[str]:
-    """``python -m LungLiverSegLib.cli segment INPUT OUTPUT ... --progress json``.
+@dataclass(frozen=True)
+class SegmentRequest:
+    """One ``lunglivseg segment`` command for a child process.
 
     ``output_format`` (e.g. ``.seg.nrrd``) applies when the input is a folder of images.
     """
-    command = [python, "-m", "LungLiverSegLib.cli", "segment", str(input_path), str(output_path)]
-    command += ["--model", model, "--device", device, "--progress", "json"]
-    if output_format is not None:
-        command += ["--format", output_format]
-    if overwrite:
+
+    input_path: str | Path
+    output_path: str | Path
+    model: str
+    device: str = "auto"
+    output_format: str | None = None
+    overwrite: bool = False
+
+
+def segmentation_command(python: str, request: SegmentRequest) -> list[str]:
+    """``python -m LungLiverSegLib.cli segment INPUT OUTPUT ... --progress json``."""
+    paths = [str(request.input_path), str(request.output_path)]
+    command = [python, "-m", "LungLiverSegLib.cli", "segment", *paths]
+    command += ["--model", request.model, "--device", request.device, "--progress", "json"]
+    if request.output_format is not None:
+        command += ["--format", request.output_format]
+    if request.overwrite:
         command.append("--overwrite")
     return command
 

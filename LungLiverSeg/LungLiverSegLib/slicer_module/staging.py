@@ -41,19 +41,22 @@ def stage_batch(
 ) -> list[SegmentationCase]:
     """Put every input into ``input_folder`` under a unique name; return where its labels will be."""
     input_folder.mkdir(parents=True)
-    cases, taken = [], set()
+    cases: list[SegmentationCase] = []
+    taken: set[str] = set()
     for item in inputs:
-        is_file = isinstance(item, str | Path)
-        stem, suffix = _file_name(Path(item)) if is_file else (safe_stem(item.GetName()), ".nrrd")
+        if isinstance(item, str | Path):
+            file, volume_node = Path(item), None
+            stem, suffix = _file_name(file)
+        else:
+            file, volume_node = None, item
+            stem, suffix = safe_stem(volume_node.GetName()), ".nrrd"
         stem = _unique(stem, taken)
         staged = input_folder / (stem + suffix)
-        if is_file:
-            _link_or_copy(Path(item), staged)
+        if file is not None:
+            _link_or_copy(file, staged)
         else:
-            write_image(staged, mrml_bridge.image_from_volume_node(item))
-        cases.append(
-            SegmentationCase(output_folder / f"{stem}{SEGMENTATION_SUFFIX}", None if is_file else item)
-        )
+            write_image(staged, mrml_bridge.image_from_volume_node(volume_node))
+        cases.append(SegmentationCase(output_folder / f"{stem}{SEGMENTATION_SUFFIX}", volume_node))
     return cases
 
 

@@ -71,7 +71,7 @@ class TrainingJob:
 
 def model_folder(model: str) -> Path:
     """The folder of a catalogue model (``name`` or ``name@version``): what ``--init-from`` reads."""
-    return find_model(model).folder
+    return find_model(model).stored_folder
 
 
 def default_run_folder(dataset_dir: str | Path, config: str) -> Path:
