@@ -5,11 +5,21 @@ binds the parameter node to the .ui, turns Segment (or Train) into Cancel while 
 runs, and polls it from a QTimer so that Slicer stays responsive.
 """
 
+# The Slicer-version check runs before the imports that an older Slicer's Python cannot load.
+# ruff: noqa: E402
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
+
+MINIMUM_SLICER = "5.10"
+# Slicer 5.8 and older run Python 3.9 (and lack MRML calls the module makes); 5.10 and later 3.12.
+if sys.version_info < (3, 11):  # noqa: UP036  (the point is to run on an older Python and say so)
+    PYTHON = sys.version.split()[0]
+    raise ImportError(f"LungLiverSeg needs 3D Slicer {MINIMUM_SLICER} or later (this is Python {PYTHON})")
 
 import qt
 import slicer
@@ -20,8 +30,10 @@ from LungLiverSegLib.slicer_module import dependencies, presentation, training_j
 from LungLiverSegLib.slicer_module.logic import SceneLogic, SegmentationOutcome
 from LungLiverSegLib.slicer_module.process import ProgressUpdate
 from LungLiverSegLib.slicer_module.training_job import TrainingOutcome
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLVectorVolumeNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -32,8 +44,7 @@ from slicer.util import VTKObservationMixin
 
 POLL_INTERVAL_MS = 100
 SEGMENT, TRAIN = "segment", "train"  # the task of the running child process
-# What a user can fix (bad input, unknown model, full disk, refused export): one line, no traceback.
-USER_ERRORS = (LungLiverSegError, RuntimeError, OSError, ValueError)
+MODIFIED = vtk.vtkCommand.ModifiedEvent
 
 
 class LungLiverSeg(ScriptedLoadableModule):
@@ -41,40 +52,47 @@ class LungLiverSeg(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "LungLiverSeg"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("LungLiverSeg")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
         self.parent.contributors = ["LungLiverSeg contributors"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Segments the lungs and the liver in CT (and lungs in chest X-rays) with deep-learning models that
 run in a background process: Slicer stays responsive, the progress bar shows the time left, and
 Segment turns into Cancel. Correct the result in the Segment Editor, then export the approved
 labels (with the model's original proposal kept beside them) as a training dataset.
 See <a href="https://github.com/lunglivseg/LungLiverSeg">the project page</a>.
-"""
-        self.parent.acknowledgementText = """
+""")
+        self.parent.acknowledgementText = _("""
 Models are trained with LungLiverSeg. Training data and their licences: LCTSC lung CT from The
 Cancer Imaging Archive (TCIA, CC BY 3.0; cite LCTSC and TCIA); Medical Segmentation Decathlon
 liver CT (MSD Task03, CC BY-SA 4.0); Shenzhen chest X-ray set (U.S. National Library of Medicine,
 attribution requested). Each model's licence and data are listed in its tooltip and model card.
-"""
+""")
 
 
 @parameterNodeWrapper
 class LungLiverSegParameterNode:
-    """Widget state saved with the scene; every field is bound to a .ui widget by name."""
+    """Widget state saved with the scene. Each field's type is one that Slicer's GUI connector for
+    its widget accepts (``parameterNodeWrapper/guiConnectors.py``): folders are ``Path`` (the only
+    type ``ctkPathLineEdit`` binds), a bounded ``int`` keeps the spin box's range, and a combo box
+    binds only a fixed ``Choice``. ``modelName`` and ``trainingConfig`` list what is installed (or
+    a typed path), so their combo boxes have no ``SlicerParameterName`` and are synced by hand
+    (``onModelSelected``, ``onTrainingConfigEdited``, ``updateGUIFromParameterNode``)."""
 
-    inputVolume: vtkMRMLScalarVolumeNode
-    modelName: str
-    device: str = "auto"
+    # A vector volume is what Slicer makes of an RGB PNG/JPEG X-ray (segmented as gray). The node
+    # combo box lists exactly these classes: the GUI connector sets its nodeTypes from this union.
+    inputVolume: vtkMRMLScalarVolumeNode | vtkMRMLVectorVolumeNode | None
+    modelName: str  # name@version, hand-synced with modelSelector
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     outputSegmentation: vtkMRMLSegmentationNode
     replaceSegments: bool = True
-    datasetFolder: str
+    datasetFolder: Path  # Path() == Path("."): not chosen (see chosenFolder)
     caseId: str
-    trainingDatasetFolder: str
-    trainingConfig: str
-    trainingEpochs: int = 0
-    trainingRunFolder: str
+    trainingDatasetFolder: Path
+    trainingConfig: str  # a preset name or a JSON config path, hand-synced with trainingConfigSelector
+    trainingEpochs: Annotated[int, WithinRange(0, 100000)] = 0  # 0: the preset's own
+    trainingRunFolder: Path
     fineTune: bool = False
 
 
@@ -107,11 +125,14 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.openSegmentEditorButton.connect("clicked(bool)", self.onOpenSegmentEditorButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
+        self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependenciesButton)
 
-        self.ui.deviceSelector.addItems(presentation.device_choices())
-        if not dependencies.missing_dependencies():
-            self.populateModels()
-            self.populatePresets()
+        # the combo boxes of what is installed are synced by hand (see LungLiverSegParameterNode)
+        self.ui.modelSelector.connect("currentIndexChanged(int)", self.onModelSelected)
+        self.ui.trainingConfigSelector.connect("currentTextChanged(QString)", self.onTrainingConfigEdited)
+        self.populateModels()  # the catalogue and the presets need no torch:
+        self.populatePresets()  # Segment and Train offer the install when they are clicked
+        self.updateDependencyStatus()
         self.setRunning(None)
         self.initializeParameterNode()
 
@@ -128,10 +149,10 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.removeObserver(self._parameterNode, MODIFIED, self.updateGUIFromParameterNode)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.logic.cancel()  # its nodes are about to go
+        self.logic.cancel_segmentation()  # its nodes are about to go; a training has none and runs on
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -143,26 +164,58 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._parameterNode.inputVolume:
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
         if not self._parameterNode.modelName and self.ui.modelSelector.count:
-            self._parameterNode.modelName = self.ui.modelSelector.itemText(0)
+            self._parameterNode.modelName = self.ui.modelSelector.itemData(0)
         if not self._parameterNode.trainingConfig and self.ui.trainingConfigSelector.count:
             self._parameterNode.trainingConfig = self.ui.trainingConfigSelector.itemText(0)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.removeObserver(self._parameterNode, MODIFIED, self.updateGUIFromParameterNode)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-            self.updateButtons()
+            self.addObserver(self._parameterNode, MODIFIED, self.updateGUIFromParameterNode)
+            self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
+        """The hand-synced combo boxes show the parameter node's values; then the buttons follow."""
+        parameters = self._parameterNode
+        if parameters:
+            self.selectModel(parameters.modelName)
+            if self.ui.trainingConfigSelector.currentText != parameters.trainingConfig:
+                self.ui.trainingConfigSelector.setCurrentText(parameters.trainingConfig)
+        self.updateButtons()
+
+    def onModelSelected(self, index: int) -> None:
+        if self._parameterNode:
+            self._parameterNode.modelName = self.selectedModel()
+
+    def onTrainingConfigEdited(self, text: str) -> None:
+        """A preset picked, or a JSON config path typed (the combo box is editable)."""
+        if self._parameterNode:
+            self._parameterNode.trainingConfig = text
 
     def populateModels(self) -> None:
-        """One entry per runnable model, its description in the tooltip."""
+        """One item per runnable model and version ("lungs-ct-3d 0.1.0 (yours)"), its ``name@version``
+        key as item data (what runs), its description and origin in the tooltip."""
+        selected = self.selectedModel()
         self.ui.modelSelector.clear()
-        for index, entry in enumerate(presentation.available_models()):
-            self.ui.modelSelector.addItem(entry.name)
-            self.ui.modelSelector.setItemData(index, presentation.model_tooltip(entry), qt.Qt.ToolTipRole)
+        for index, choice in enumerate(presentation.model_choices()):
+            self.ui.modelSelector.addItem(choice.text, choice.key)
+            self.ui.modelSelector.setItemData(index, choice.tooltip, qt.Qt.ToolTipRole)
+        self.selectModel(selected)
+
+    def selectedModel(self) -> str:
+        """The ``name@version`` of the model item shown ("" when there is none)."""
+        index = self.ui.modelSelector.currentIndex
+        return self.ui.modelSelector.itemData(index) if index >= 0 else ""
+
+    def selectModel(self, key: str) -> None:
+        """Show the item of ``key`` (``name@version``); an unknown key leaves the selection."""
+        index = self.ui.modelSelector.findData(key) if key else -1
+        if index >= 0:
+            self.ui.modelSelector.currentIndex = index
 
     def populatePresets(self) -> None:
         """The training presets; without the training package, Train stays off and says why."""
@@ -170,7 +223,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.trainingConfigSelector.clear()
         self.ui.trainingConfigSelector.addItems(presets)
         self.ui.trainingStatusLabel.text = (
-            "" if presets else "Training needs the LungLiverSegTraining package."
+            "" if presets else _("Training needs the LungLiverSegTraining package.")
         )
 
     def updateButtons(self, caller=None, event=None) -> None:
@@ -188,15 +241,15 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             parameters
             and parameters.inputVolume
             and parameters.outputSegmentation
-            and parameters.datasetFolder
+            and chosenFolder(parameters.datasetFolder)
             and parameters.caseId
         )
 
     def setRunning(self, task: str | None) -> None:
         """The task's button becomes Cancel; the inputs stay fixed while the process works on them."""
         self._task = task
-        self.ui.segmentButton.text = "Cancel" if task == SEGMENT else "Segment"
-        self.ui.trainButton.text = "Cancel" if task == TRAIN else "Train"
+        self.ui.segmentButton.text = _("Cancel") if task == SEGMENT else _("Segment")
+        self.ui.trainButton.text = _("Cancel") if task == TRAIN else _("Train")
         for widget in (
             self.ui.inputVolumeSelector,
             self.ui.modelSelector,
@@ -222,12 +275,12 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSegmentButton(self) -> None:
         if self.logic.is_running:
             self.logic.cancel()
-            self.ui.statusLabel.text = "Cancelling..."
+            self.ui.statusLabel.text = _("Cancelling...")
             return
         if not self.ensureDependencies():
             return
         parameters = self._parameterNode
-        with showingErrors("Segmentation could not start"):
+        with showingErrors(_("Segmentation could not start")):
             self.logic.process(
                 parameters.inputVolume,
                 parameters.modelName,
@@ -237,7 +290,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 on_progress=self.onProgress,
                 on_finished=self.onFinished,
             )
-            self.ui.statusLabel.text = "Starting..."
+            self.ui.statusLabel.text = _("Starting...")
             self.setRunning(SEGMENT)
 
     def onProgress(self, update: ProgressUpdate) -> None:
@@ -247,15 +300,18 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onFinished(self, outcome: SegmentationOutcome) -> None:
         self.setRunning(None)
         if outcome.cancelled:
-            self.ui.statusLabel.text = "Cancelled; nothing was changed."
+            self.ui.statusLabel.text = _("Cancelled; nothing was changed.")
         elif outcome.error is not None:
-            self.ui.statusLabel.text = "Failed."
-            slicer.util.errorDisplay(f"Segmentation failed: {outcome.error}")
+            self.ui.statusLabel.text = _("Failed.")
+            slicer.util.errorDisplay(_("Segmentation failed: {error}").format(error=outcome.error))
         else:
             (segmentationNode,) = outcome.segmentation_nodes
             self._parameterNode.outputSegmentation = segmentationNode
             count = segmentationNode.GetSegmentation().GetNumberOfSegments()
-            self.ui.statusLabel.text = f"Done: {count} segments in '{segmentationNode.GetName()}'."
+            self.ui.statusLabel.text = _("Done: {count} segments in '{name}'.").format(
+                count=count, name=segmentationNode.GetName()
+            )
+        showWarnings(outcome.warnings, self.ui.statusLabel)
 
     def onOpenSegmentEditorButton(self) -> None:
         parameters = self._parameterNode
@@ -266,37 +322,47 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onExportButton(self) -> None:
         parameters = self._parameterNode
-        with showingErrors("Export failed"), slicer.util.WaitCursor():
+        with showingErrors(_("Export failed"), waitCursor=True):
             record = self.logic.export_for_training(
                 parameters.inputVolume,
                 parameters.outputSegmentation,
                 parameters.datasetFolder,
                 parameters.caseId,
             )
-            self.ui.statusLabel.text = f"Exported case {record.case_id} to {parameters.datasetFolder}."
+            self.ui.statusLabel.text = _("Exported case {case} to {folder}.").format(
+                case=record.case_id, folder=parameters.datasetFolder
+            )
+            if record.model is None:
+                self.ui.statusLabel.text += " " + _(
+                    "Warning: no model proposal is stored for this segmentation, so the export has"
+                    " no predictions/ and the correction effort is not measured."
+                )
 
-    def trainingDataset(self) -> str:
+    def trainingDataset(self) -> Path | None:
         """The Train section's dataset folder, or by default the one the export writes to."""
-        return self._parameterNode.trainingDatasetFolder or self._parameterNode.datasetFolder
+        parameters = self._parameterNode
+        return chosenFolder(parameters.trainingDatasetFolder) or chosenFolder(parameters.datasetFolder)
 
     def onTrainButton(self) -> None:
         if self.logic.is_running:
             self.logic.cancel()
-            self.ui.trainingStatusLabel.text = "Cancelling; the last finished epoch's checkpoint is kept..."
+            self.ui.trainingStatusLabel.text = _(
+                "Cancelling; the last finished epoch's checkpoint is kept..."
+            )
             return
         if not self.ensureDependencies():
             return
         parameters = self._parameterNode
-        with showingErrors("Training could not start"):
+        with showingErrors(_("Training could not start")):
             dataset = self.trainingDataset()
-            runFolder = parameters.trainingRunFolder or str(
-                training_job.default_run_folder(dataset, parameters.trainingConfig)
+            runFolder = chosenFolder(parameters.trainingRunFolder) or training_job.default_run_folder(
+                dataset, parameters.trainingConfig
             )
             resume = training_job.holds_training_run(runFolder)
-            question = (
-                f"{runFolder} holds a training run. Continue it? (Choose another run folder to start afresh.)"
-            )
-            if resume and not slicer.util.confirmOkCancelDisplay(question, "Train"):
+            question = _(
+                "{folder} holds a training run. Continue it? (Choose another run folder to start afresh.)"
+            ).format(folder=runFolder)
+            if resume and not slicer.util.confirmOkCancelDisplay(question, _("Train")):
                 return
             request = TrainRequest(
                 dataset=Path(dataset),
@@ -309,11 +375,20 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
             self.logic.train(
                 request,
+                replace_installed=self.confirmReplacingModel,
                 on_progress=self.onTrainingProgress,
                 on_finished=self.onTrainingFinished,
             )
-            self.ui.trainingStatusLabel.text = "Starting (reading the dataset)..."
+            self.ui.trainingStatusLabel.text = _("Starting (reading the dataset)...")
             self.setRunning(TRAIN)
+
+    def confirmReplacingModel(self, installed) -> bool:
+        """Asked when a run ends whose model is installed already (a second run of a preset)."""
+        question = _(
+            "Your model {name} {version} is installed already ({folder}). Replace it with the model"
+            " just trained? Cancel keeps it; the new model stays in the run folder."
+        ).format(name=installed.name, version=installed.version, folder=installed.folder)
+        return slicer.util.confirmOkCancelDisplay(question, _("Train"))
 
     def onTrainingProgress(self, update: ProgressUpdate) -> None:
         self.ui.trainingProgressBar.value = round(100 * update.fraction)
@@ -322,44 +397,80 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTrainingFinished(self, outcome: TrainingOutcome) -> None:
         self.setRunning(None)
         if outcome.cancelled:
-            self.ui.trainingStatusLabel.text = "Cancelled; Train continues from the last finished epoch."
+            self.ui.trainingStatusLabel.text = _("Cancelled; Train continues from the last finished epoch.")
         elif outcome.error is not None:
-            self.ui.trainingStatusLabel.text = "Failed."
-            slicer.util.errorDisplay(f"Training failed: {outcome.error}")
+            self.ui.trainingStatusLabel.text = _("Failed.")
+            slicer.util.errorDisplay(_("Training failed: {error}").format(error=outcome.error))
         else:
             self.populateModels()
-            self._parameterNode.modelName = outcome.model_name
+            if not outcome.kept_installed:
+                self._parameterNode.modelName = outcome.model_key
             self.ui.trainingStatusLabel.text = presentation.describe_training(outcome)
+        showWarnings(outcome.warnings, self.ui.trainingStatusLabel)
+
+    def updateDependencyStatus(self) -> list[dependencies.Unmet]:
+        """The status line and the Install dependencies button; returns what is missing or outdated."""
+        unmet = dependencies.unmet_dependencies(dependencies.slicer_requirements())
+        status = dependencies.dependency_status(unmet)
+        self.ui.dependencyStatusLabel.text = status.text
+        self.ui.dependencyStatusLabel.visible = bool(status.text)
+        self.ui.installDependenciesButton.visible = status.can_install
+        return unmet
+
+    def onInstallDependenciesButton(self) -> None:
+        self.installDependencies(self.updateDependencyStatus())
 
     def ensureDependencies(self) -> bool:
-        """First use: offer to install what is missing (torch through the PyTorch extension)."""
-        missing = dependencies.missing_dependencies()
-        if not missing:
+        """Segment and Train first offer to install what is missing or outdated."""
+        unmet = self.updateDependencyStatus()
+        if not unmet:
             return True
-        question = (
-            f"LungLiverSeg needs these Python packages: {', '.join(missing)}. "
-            "Install them now? This can take several minutes."
-        )
-        if not slicer.util.confirmOkCancelDisplay(question, "Install dependencies"):
+        question = _(
+            "LungLiverSeg needs these Python packages: {packages}. Install them now? "
+            "This takes a few minutes and, for torch, downloads up to a few GB."
+        ).format(packages=dependencies.describe(unmet))
+        if not slicer.util.confirmOkCancelDisplay(question, _("Install dependencies")):
             return False
-        plan = dependencies.install_plan(missing, dependencies.pinned_requirements())
-        with showingErrors("Installing the dependencies failed"), slicer.util.WaitCursor():
-            dependencies.install_dependencies(plan)
-            self.populateModels()
-            self.populatePresets()
-            self.ui.deviceSelector.clear()
-            self.ui.deviceSelector.addItems(presentation.device_choices())
-            return True
-        return False
+        return self.installDependencies(unmet)
+
+    def installDependencies(self, unmet: list[dependencies.Unmet]) -> bool:
+        """torch through the PyTorch extension, the rest through pip; a failure shows a dialog."""
+        installed = False
+        with showingErrors(_("Installing the dependencies failed"), waitCursor=True):
+            plan = dependencies.install_plan(unmet)
+            dependencies.install_dependencies(plan, dependencies.slicer_installers())
+            installed = True
+        self.updateDependencyStatus()
+        return installed
+
+
+def chosenFolder(path: Path) -> Path | None:
+    """The folder a user chose, or None: a ``Path`` field's default (and an emptied path line
+    edit) is ``Path(".")``, which is truthy, and must not mean Slicer's working directory."""
+    return path if str(path) not in ("", ".") else None
 
 
 @contextmanager
-def showingErrors(action: str) -> Iterator[None]:
-    """Show a user error as one line in a dialog instead of a traceback in the console."""
-    try:
-        yield
-    except USER_ERRORS as error:
-        slicer.util.errorDisplay(f"{action}: {error}")
+def showingErrors(action: str, waitCursor: bool = False) -> Iterator[None]:
+    """A user error (``LungLiverSegError``: bad input, unknown model, refused export) is one line
+    in a dialog. Anything else is a bug: Slicer's ``tryWithErrorDisplay`` shows it with its
+    traceback under "Details" and re-raises it (the console has it too)."""
+    userError = None
+    with slicer.util.tryWithErrorDisplay(f"{action}.", waitCursor=waitCursor):
+        try:
+            yield
+        except LungLiverSegError as error:
+            userError = error  # shown below, once the wait cursor is gone
+    if userError is not None:
+        slicer.util.errorDisplay(f"{action}: {userError}")
+
+
+def showWarnings(warnings: tuple[str, ...], statusLabel) -> None:
+    """The child's warnings (e.g. an input unlike the model's training data): after the status
+    line, and in a dialog, as the result may be wrong."""
+    if warnings:
+        statusLabel.text += " " + _("Warning: {warnings}").format(warnings=" ".join(warnings))
+        slicer.util.warningDisplay("\n".join(warnings), windowTitle="LungLiverSeg")
 
 
 class LungLiverSegLogic(SceneLogic, ScriptedLoadableModuleLogic):

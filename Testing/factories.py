@@ -6,6 +6,7 @@ One place for them, so that no test imports another test module or conftest.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,6 +97,28 @@ def random_state_dict(bundle: ModelBundle, seed: int = 0) -> dict[str, torch.Ten
 def save_tiny_bundle(folder: Path, bundle: ModelBundle | None = None) -> Path:
     bundle = bundle or make_bundle()
     return save_bundle(folder, bundle, random_state_dict(bundle))
+
+
+def save_bundled_models(folder: Path, *bundles: ModelBundle) -> Path:
+    """A bundled models folder as the extension ships it: each bundle, and the Models.json listing
+    them (point ``paths.BUNDLED_MODELS_ENV`` at it)."""
+    entries = []
+    for bundle in bundles:
+        save_tiny_bundle(folder / f"{bundle.name}-v{bundle.version}", bundle)
+        entries.append(
+            {
+                "name": bundle.name,
+                "version": bundle.version,
+                "folder": f"{bundle.name}-v{bundle.version}",
+                "title": bundle.title,
+                "modality": bundle.modality,
+                "dims": bundle.dims,
+                "segments": list(bundle.segment_names),
+                "license": bundle.license,
+            }
+        )
+    (folder / "Models.json").write_text(json.dumps({"schema_version": 1, "models": entries}))
+    return folder
 
 
 # --- a network with known behaviour, so the pipeline's output is known without trusting it ----

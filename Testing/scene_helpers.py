@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import SimpleITK as sitk
 import slicer
 import vtk
 from LungLiverSegLib.geometry import Image
@@ -46,3 +49,20 @@ def assert_same_geometry(actual: Image, expected: Image) -> None:
     np.testing.assert_allclose(actual.spacing, expected.spacing, atol=1e-9)
     np.testing.assert_allclose(actual.origin, expected.origin, atol=1e-9)
     np.testing.assert_allclose(actual.direction, expected.direction, atol=1e-9)
+
+
+def rgb_volume_node(scene, rgb: np.ndarray, folder: Path, name: str = "RGB X-ray"):
+    """A ``vtkMRMLVectorVolumeNode``, what Slicer makes of an RGB PNG or JPEG: ``rgb`` ``[j, i, 3]``
+    written as a colour file (spacing 0.5 x 0.6 mm, origin (3, -4)) and read by slicer-core's own
+    volume storage node, as Slicer's loader reads it (slicer-core has no PNG reader, hence NRRD)."""
+    picture = sitk.GetImageFromArray(rgb, isVector=True)
+    picture.SetSpacing((0.5, 0.6))
+    picture.SetOrigin((3.0, -4.0))
+    path = folder / f"{name}.nrrd"
+    sitk.WriteImage(picture, str(path))
+    volume_node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", name)
+    storage_node = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage_node.SetFileName(str(path))
+    volume_node.SetAndObserveStorageNodeID(storage_node.GetID())
+    assert storage_node.ReadData(volume_node), f"slicer-core could not read {path}"
+    return volume_node

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 from factories import REPO_ROOT, make_bundle, save_tiny_bundle
-from LungLiverSegLib.bundle.catalogue import find_model, format_models_table, import_model, list_models
+from LungLiverSegLib.bundle.catalogue import (
+    find_model,
+    format_models_table,
+    import_model,
+    installed_model,
+    list_models,
+)
 from LungLiverSegLib.bundle.model_json import load_bundle
 from LungLiverSegLib.errors import BundleError
 from LungLiverSegLib.paths import BUNDLED_MODELS_ENV, USER_MODELS_ENV, bundled_models_dir, user_models_dir
@@ -117,6 +123,20 @@ def test_import_refuses_the_same_version_unless_overwrite(source_bundle: Path, u
     entry = import_model(source_bundle, overwrite=True)
     assert entry.folder == user_dir / "tiny-lungs-v1.0.0"
     assert installed_folders(user_dir) == ["tiny-lungs-v1.0.0"]
+
+
+def test_installed_model_is_the_users_copy_that_an_import_of_that_version_replaces(
+    bundled_dir: Path, source_bundle: Path, user_dir: Path
+) -> None:
+    assert installed_model("tiny-lungs", "1.0.0") is None
+    assert installed_model("shipped-ct", "2.0.0") is None  # bundled: an import never replaces it
+    import_model(source_bundle)
+    installed = installed_model("tiny-lungs", "1.0.0")
+    assert installed is not None and installed.error is None
+    assert (installed.folder, installed.source) == (user_dir / "tiny-lungs-v1.0.0", "user")
+    assert installed_model("tiny-lungs", "1.0.1") is None
+    (user_dir / "tiny-lungs-v1.0.1").mkdir()  # broken, yet an import would still have to replace it
+    assert "model.json" in installed_model("tiny-lungs", "1.0.1").error
 
 
 def test_list_models_shows_bundled_user_and_broken_models(

@@ -8,6 +8,7 @@ check is the plumbing around it: files, process, nodes, segments, geometry, edit
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -31,9 +32,10 @@ from LungLiverSegLib.bundle.spec import (  # noqa: E402
     PreprocessingSpec,
 )
 from LungLiverSegLib.bundle.weights import save_bundle  # noqa: E402
+from LungLiverSegLib.cli.train_request import TrainRequest  # noqa: E402
 from LungLiverSegLib.dataset.export import DatasetExportError, read_dataset  # noqa: E402
 from LungLiverSegLib.demo.phantom import PHANTOM_LABELS, make_phantom  # noqa: E402
-from LungLiverSegLib.errors import BundleError, InputImageError  # noqa: E402
+from LungLiverSegLib.errors import BundleError, InputImageError, LungLiverSegError  # noqa: E402
 from LungLiverSegLib.geometry import Image  # noqa: E402
 from LungLiverSegLib.imageio.images import read_image, read_segmentation, write_image  # noqa: E402
 from LungLiverSegLib.paths import USER_MODELS_ENV  # noqa: E402
@@ -180,7 +182,9 @@ def test_segment_edit_export_story(  # noqa: PLR0913  (pytest fixtures)
     add_segment(segmentation_node, ct_node, "Liver", liver)
     expected = np.where(erased, 0, LUNGS)
     expected[liver] = 2  # later in the label map: wins the overlap with lungs
-    assert logic.proposal_of(segmentation_node) is proposal, "edits must not change the proposal"
+    unchanged = logic.proposal_of(segmentation_node)
+    assert unchanged.model == proposal.model, "edits must not change the proposal"
+    np.testing.assert_array_equal(unchanged.labels.array, proposal.labels.array)
 
     dataset = tmp_path / "dataset"
     record = logic.export_for_training(ct_node, segmentation_node, dataset, "cip_001")
@@ -261,13 +265,98 @@ def test_rerun_into_a_node_keeps_the_users_segments_unless_replacing(scene, ct: 
     assert logic.proposal_of(mine).model["name"] == MODEL
 
 
+WARN = "print('lunglivseg: warning: the input is unlike the training data (CT?)', file=sys.stderr)\n"
+
+
+def test_the_childs_warnings_reach_the_outcome(scene, ct_node, isolated: Path, tmp_path):
+    """A warning line of the CLI (e.g. its out-of-distribution check) is for the user, not the log."""
+    logic = SceneLogic(scene, python=fake_cli(tmp_path, WARN + WRITE_LABELS.format(value=LUNGS)))
+    outcome = logic.process(ct_node, MODEL, waitForCompletion=True)
+    assert outcome.succeeded, outcome.error
+    assert outcome.warnings == ("the input is unlike the training data (CT?)",)
+    logic.python = fake_cli(
+        tmp_path, WARN + "print('lunglivseg: error: out of memory', file=sys.stderr); sys.exit(2)"
+    )
+    failed = logic.process(ct_node, MODEL, waitForCompletion=True)
+    assert failed.error == "lunglivseg: error: out of memory"
+    assert failed.warnings == outcome.warnings
+
+
+def test_the_childs_warnings_reach_a_training_outcome(scene, tmp_path):
+    fail = "print('lunglivseg: error: the dataset has no cases', file=sys.stderr); sys.exit(2)"
+    logic = SceneLogic(scene, python=fake_cli(tmp_path, WARN + fail))
+    request = TrainRequest(tmp_path / "dataset", tmp_path / "run", config="lungs-ct-3d")
+    outcome = logic.train(request, waitForCompletion=True)
+    assert outcome.error == "lunglivseg: error: the dataset has no cases"
+    assert outcome.warnings == ("the input is unlike the training data (CT?)",)
+
+
+def save_and_reload(scene, folder: Path):
+    """The scene saved as a ``.mrb`` the way Slicer does it (its application logic writes every
+    storable node and the MRML file, then zips them), and opened into a new scene."""
+    bundle_folder, unpacked = folder / "bundle", folder / "unpacked"
+    bundle_folder.mkdir(parents=True)
+    unpacked.mkdir()
+    application_logic = scene.module_logics["Application"]
+    assert application_logic.SaveSceneToSlicerDataBundleDirectory(str(bundle_folder), None)
+    assert application_logic.Zip(str(folder / "scene.mrb"), str(bundle_folder))
+    reloaded = create_headless_scene()
+    assert reloaded.module_logics["Application"].OpenSlicerDataBundle(
+        str(folder / "scene.mrb"), str(unpacked)
+    )
+    return reloaded
+
+
+def test_the_proposal_survives_saving_and_reloading_the_scene(scene, ct: Image, ct_node, tmp_path):
+    logic = SceneLogic(scene, python=fake_cli(tmp_path, WRITE_LABELS.format(value=LUNGS)))
+    (segmentation_node,) = logic.process(ct_node, MODEL, waitForCompletion=True).segmentation_nodes
+    erased = np.zeros(ct.array.shape, bool)
+    erased[-5:] = True
+    edit_segment(
+        segmentation_node,
+        ct_node,
+        segment_id_named(segmentation_node, "lungs"),
+        erased,
+        "ModificationModeRemove",
+    )
+
+    reloaded = save_and_reload(scene, tmp_path / "saved")
+    volume_node = reloaded.GetFirstNodeByName("CT")
+    reloaded_segmentation = reloaded.GetFirstNodeByName("CT segmentation")
+    proposal = SceneLogic(reloaded).proposal_of(reloaded_segmentation)
+    assert proposal.model == {"name": MODEL, "version": "0.0.1"}
+    assert proposal.volume_node_id == volume_node.GetID()
+    assert_same_geometry(proposal.labels, ct)
+    assert set(np.unique(proposal.labels.array)) == {LUNGS}
+
+    record = SceneLogic(reloaded).export_for_training(
+        volume_node, reloaded_segmentation, tmp_path / "dataset", "c1"
+    )
+    assert record.model == {"name": MODEL, "version": "0.0.1"}
+    assert record.correction["lungs"]["changed_voxels"] == int(np.count_nonzero(erased))
+    predictions = read_image(tmp_path / "dataset" / "predictions" / "c1.nii.gz")
+    np.testing.assert_array_equal(predictions.array, np.full(ct.array.shape, LUNGS))
+
+
+def test_export_without_a_proposal_says_the_record_has_none(scene, ct: Image, ct_node, logic, tmp_path):
+    """A segmentation painted by hand (or made before proposals were kept): no model, no
+    correction metrics, no predictions/ (what the panel tells the user)."""
+    hand_made = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "by hand")
+    hand_made.CreateDefaultDisplayNodes()
+    add_segment(hand_made, ct_node, "lungs", ct.array > 0)
+    assert logic.proposal_of(hand_made) is None
+    record = logic.export_for_training(ct_node, hand_made, tmp_path / "dataset", "c1", model_name=MODEL)
+    assert record.model is None and record.correction is None
+    assert not (tmp_path / "dataset" / "predictions").exists()
+
+
 def test_cancel_right_after_start_stops_the_child(scene, ct_node, isolated: Path, tmp_path):
     logic = SceneLogic(scene, python=fake_cli(tmp_path, "import time; time.sleep(60)"))
     finished: list[SegmentationOutcome] = []
     node_count = scene.GetNumberOfNodes()
     assert logic.process(ct_node, MODEL, on_finished=finished.append) is None
     assert logic.is_running
-    with pytest.raises(RuntimeError, match="already running"):
+    with pytest.raises(LungLiverSegError, match="already running"):
         logic.process(ct_node, MODEL)
     pid = logic.runner.pid
     logic.cancel()
@@ -306,6 +395,27 @@ def test_cancel_mid_run_leaves_no_process_and_no_partial_node(scene, ct_node, lo
     assert outcome.cancelled and not outcome.segmentation_nodes and outcome.error is None
     assert progress, "the run was cancelled before it reported progress"
     assert not process_exists(logic.runner.pid)
+    assert scene.GetNumberOfNodes() == node_count
+    assert_no_debris(isolated)
+
+
+@pytest.mark.slow
+def test_cancel_through_a_launcher_reaches_the_clis_cooperative_stop(
+    scene, ct_node, isolated: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """Slicer runs the CLI through ``PythonSlicer``, a launcher that forwards no signal and dies
+    at SIGTERM; the CLI behind it must still end its own way (and say so), not by SIGKILL."""
+    launcher = tmp_path / "PythonSlicer"
+    launcher.write_text(f'#!/bin/sh\n"{sys.executable}" "$@"\n')
+    launcher.chmod(0o755)
+    logic = SceneLogic(scene, python=str(launcher))
+    node_count = scene.GetNumberOfNodes()
+    caplog.set_level(logging.INFO, logger="LungLiverSegLib.slicer_module.process")
+    outcome = logic.process(
+        ct_node, MODEL, device="cpu", waitForCompletion=True, on_progress=lambda update: logic.cancel()
+    )
+    assert outcome.cancelled and outcome.error is None
+    assert "lunglivseg: cancelled; nothing was written" in caplog.text
     assert scene.GetNumberOfNodes() == node_count
     assert_no_debris(isolated)
 

@@ -93,3 +93,14 @@ def test_an_installed_extension_finds_its_models_pins_and_presets(tmp_path: Path
     presets = REPO_ROOT / "Training" / "LungLiverSegTraining" / "presets"
     assert found["presets"] == sorted(path.stem for path in presets.glob("*.json"))
     assert found["presets"], "no presets found in the source tree either"
+
+
+def test_the_in_slicer_test_is_registered_with_ctest():
+    """§15: without it CTest never runs ``LungLiverSegTest`` (Slicer's template and SlicerNNUnet
+    register the module script the same way)."""
+    testing = re.search(r"if\(BUILD_TESTING\)(.*?)endif\(\)", CMAKE, re.DOTALL)
+    assert testing, "no if(BUILD_TESTING) block"
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in testing.group(1)
+    assert f"class {MODULE_NAME}Test(ScriptedLoadableModuleTest)" in (
+        MODULE_DIR / f"{MODULE_NAME}.py"
+    ).read_text(encoding="utf-8")

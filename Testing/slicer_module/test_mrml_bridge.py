@@ -15,16 +15,27 @@ from factories import require_file  # noqa: E402
 from LungLiverSegLib import geometry  # noqa: E402
 from LungLiverSegLib.errors import InputImageError  # noqa: E402
 from LungLiverSegLib.geometry import Image  # noqa: E402
+from LungLiverSegLib.imageio import read_image  # noqa: E402
 from LungLiverSegLib.labels import LabelInfo  # noqa: E402
 from LungLiverSegLib.slicer_module.mrml_bridge import (  # noqa: E402
+    PROPOSAL_MODEL_ATTRIBUTE,
+    PROPOSAL_VOLUME_ROLE,
     image_from_volume_node,
     labels_from_segmentation,
+    proposal_node,
     removing_added_nodes,
     segmentation_from_labels,
+    store_proposal,
     volume_node_from_image,
 )
 from LungLiverSegLib.slicer_module.scene import create_headless_scene  # noqa: E402
-from scene_helpers import add_segment, assert_same_geometry, edit_segment, segment_id_named  # noqa: E402
+from scene_helpers import (  # noqa: E402
+    add_segment,
+    assert_same_geometry,
+    edit_segment,
+    rgb_volume_node,
+    segment_id_named,
+)
 
 pytestmark = pytest.mark.slicer
 
@@ -171,6 +182,35 @@ def test_2d_image_and_labels_become_one_slice_volumes(scene):
     segmentation_node = segmentation_from_labels(lungs, LABEL_MAP, xray_node, into="lungs")
     back_labels, _ = labels_from_segmentation(segmentation_node, xray_node, LABEL_MAP)
     np.testing.assert_array_equal(back_labels.array, lungs.array[None])
+
+
+def test_an_rgb_xray_node_becomes_its_luminance_on_its_own_grid(scene, tmp_path: Path):
+    rgb = np.zeros((3, 4, 3), np.uint8)
+    rgb[..., 0] = np.arange(12).reshape(3, 4) * 20
+    rgb[..., 1], rgb[..., 2] = 7, 200
+    rgb_node = rgb_volume_node(scene, rgb, tmp_path)
+    assert rgb_node.IsA("vtkMRMLVectorVolumeNode")
+
+    gray = image_from_volume_node(rgb_node)
+    expected = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    np.testing.assert_allclose(gray.array, expected[None], rtol=1e-6)
+    assert_same_geometry(gray, geometry.as_volume(Image(expected, (0.5, 0.6), (3.0, -4.0))))
+
+
+def test_a_gray_xray_saved_as_rgb_keeps_its_values_as_the_cli_reads_it(scene, tmp_path: Path):
+    picture = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    rgb_node = rgb_volume_node(scene, np.repeat(picture[..., None], 3, axis=-1), tmp_path)
+    gray = image_from_volume_node(rgb_node)
+    assert gray.array.dtype == np.uint8
+    np.testing.assert_array_equal(gray.array, picture[None])
+    np.testing.assert_array_equal(read_image(tmp_path / "RGB X-ray.nrrd").array, picture)
+
+
+def test_a_volume_of_more_values_per_voxel_than_a_picture_is_refused(scene):
+    vectors = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "displacements")
+    slicer.util.updateVolumeFromArray(vectors, np.ones((2, 3, 4, 5), np.float32))
+    with pytest.raises(InputImageError, match=r"^displacements: 5 values per voxel is not a gray or colour"):
+        image_from_volume_node(vectors)
 
 
 def test_one_described_segment_per_present_label(segmentation_node, ct_node):
@@ -338,3 +378,21 @@ def test_dicom_series_and_its_on_grid_label(scene, shared_data: Path):
     back, _ = labels_from_segmentation(segmentation_node, ct_node, label_map)
     assert_same_geometry(back, ct)
     np.testing.assert_array_equal(back.array, labels.array)
+
+
+def test_a_proposal_is_a_labelmap_node_of_the_scene_and_a_new_one_replaces_it(
+    scene, labels: Image, segmentation_node, ct_node
+):
+    assert proposal_node(segmentation_node) is None
+    first = store_proposal(segmentation_node, labels, ct_node, "lungs@1.0.0")
+    assert proposal_node(segmentation_node) is first
+    assert first.IsA("vtkMRMLLabelMapVolumeNode") and first.GetName() == "CT segmentation proposal"
+    assert first.GetAttribute(PROPOSAL_MODEL_ATTRIBUTE) == "lungs@1.0.0"
+    assert first.GetNodeReference(PROPOSAL_VOLUME_ROLE) is ct_node
+    stored = image_from_volume_node(first)
+    np.testing.assert_array_equal(stored.array, labels.array)
+    assert_same_geometry(stored, labels)
+
+    second = store_proposal(segmentation_node, labels.with_array(labels.array * 0), ct_node, "lungs@1.1.0")
+    assert proposal_node(segmentation_node) is second
+    assert scene.GetNodesByClass("vtkMRMLLabelMapVolumeNode").GetNumberOfItems() == 1

@@ -24,6 +24,7 @@ from LungLiverSegLib.slicer_module.process import (
     ThreadedProcessRunner,
     child_environment,
     parse_line,
+    popen_options,
     segmentation_command,
     training_command,
 )
@@ -106,6 +107,7 @@ def test_progress_lines_become_events_and_other_lines_go_to_the_log():
     assert recorder.results == [result]
     assert result.succeeded and result.exit_code == 0 and result.error is None
     assert set(result.log) == {"loading the model", "lunglivseg: warning: odd spacing"}
+    assert result.warnings == ("odd spacing",)
 
 
 def test_failure_reports_the_last_stderr_line_as_the_error():
@@ -120,6 +122,7 @@ def test_failure_reports_the_last_stderr_line_as_the_error():
     assert not result.succeeded and not result.cancelled
     assert result.exit_code == 2
     assert result.error == "lunglivseg: error: model 'x' not found"
+    assert result.warnings == ("something first",)
 
 
 def test_silent_failure_names_the_exit_status():
@@ -182,6 +185,61 @@ def test_cancel_lets_a_cooperative_child_end_cleanly():
     result = runner.wait(15)
     assert result.exit_code == 130 and result.cancelled
     assert time.monotonic() - started < 5.0, "a cooperative child should not wait for the SIGKILL"
+
+
+LAUNCHER = """#!/bin/sh
+# Like CTK's AppLauncher (PythonSlicer): the interpreter runs as a child, no signal is forwarded.
+"$@"
+"""
+
+
+def test_cancel_through_a_launcher_waits_for_the_interpreters_cooperative_stop(tmp_path: Path):
+    """Slicer's PythonSlicer dies at SIGTERM at once; the interpreter behind it (same process
+    group) must still get the grace period to clean up, not a SIGKILL a moment later."""
+    launcher = tmp_path / "PythonSlicer"
+    launcher.write_text(LAUNCHER)
+    launcher.chmod(0o755)
+    cleaned = tmp_path / "cleaned-up"
+    code = f"""
+        import signal, sys, time
+        def stop(*_):
+            time.sleep(1.0)  # removing partial output takes a moment
+            open({str(cleaned)!r}, "w").write("130")
+            sys.exit(130)
+        signal.signal(signal.SIGTERM, stop)
+        print('{{"event": "progress", "fraction": 0.0, "stage": "load", "eta_s": null}}', flush=True)
+        time.sleep(60)
+    """
+    runner, recorder = ThreadedProcessRunner(grace_s=5.0), Recorder()
+    runner.start([str(launcher), *python_command(code)], recorder.on_event, recorder.on_finished)
+    while not recorder.events:  # the handler is installed once the first line arrived
+        assert runner.wait(0.05) is None
+    started = time.monotonic()
+    runner.cancel()
+    result = runner.wait(15)
+    assert result is not None and result.cancelled and result.error is None
+    assert cleaned.is_file(), "the interpreter was killed before its cooperative stop finished"
+    assert time.monotonic() - started < 4.0, "a cooperative stop should not wait for the SIGKILL"
+
+
+def test_on_windows_the_child_gets_its_own_group_and_no_console_window():
+    create_new_process_group, create_no_window = 0x00000200, 0x08000000
+    assert popen_options("nt") == {"creationflags": create_new_process_group | create_no_window}
+    assert popen_options("posix") == {"start_new_session": True}
+
+
+def test_non_ascii_error_text_reaches_the_runner_whatever_the_childs_locale():
+    """A Windows code page (here: ASCII) must not mangle a file name in the error line."""
+    locale_env = {"PATH": os.environ["PATH"], "LC_ALL": "C", "PYTHONIOENCODING": "ascii", "PYTHONUTF8": "0"}
+    code = "import sys; print('lunglivseg: error: cannot read Müller/肺.nrrd', file=sys.stderr); sys.exit(2)"
+    runner, recorder = ThreadedProcessRunner(), Recorder()
+    runner.start(
+        [sys.executable, "-c", code],
+        recorder.on_event,
+        recorder.on_finished,
+        env=child_environment(locale_env),
+    )
+    assert runner.wait(30).error == "lunglivseg: error: cannot read Müller/肺.nrrd"
 
 
 def test_what_the_segment_command_prints_becomes_progress_and_done(capsys: pytest.CaptureFixture[str]):

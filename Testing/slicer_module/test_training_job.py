@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from LungLiverSegLib.bundle.catalogue import list_models
+from factories import make_bundle, save_tiny_bundle
+from LungLiverSegLib.bundle.catalogue import CatalogueEntry, find_model, list_models
 from LungLiverSegLib.cli.train_request import TrainRequest
 from LungLiverSegLib.demo.phantom import make_phantom_dataset
 from LungLiverSegLib.paths import USER_MODELS_ENV
@@ -150,6 +152,64 @@ def test_cancel_stops_the_process_and_resume_continues_from_the_checkpoint(
     assert resumed.succeeded, resumed.error
     assert updates[0].epoch == saved_epoch + 1
     assert updates[0].stage.startswith(f"epoch {saved_epoch + 1}/{EPOCHS_BEFORE_RESUME}, loss")
+
+
+def fake_training(folder: Path, mean_dice: float) -> tuple[str, Path]:
+    """Stands in for Slicer's Python running ``train``: a real child process that reports a real
+    lungs-ct-3d 0.1.0 bundle (what the preset trains, every run) of the given validation Dice."""
+    bundle = make_bundle(name="lungs-ct-3d", version="0.1.0", validation={"mean_dice": mean_dice})
+    exported = save_tiny_bundle(folder / "bundle" / "lungs-ct-3d-v0.1.0", bundle)
+    line = json.dumps(
+        {"event": "done", "bundle": str(exported), "best_epoch": 1, "best_mean_dice": mean_dice}
+    )
+    script = folder / "fake_python"
+    script.write_text(f"#!{sys.executable}\nprint({line!r})\n")
+    script.chmod(0o755)
+    return str(script), exported
+
+
+def train_preset_again(logic, folder: Path, mean_dice: float, **options):
+    logic.python, exported = fake_training(folder, mean_dice)
+    request = TrainRequest(folder / "dataset", folder / "run", "lungs-ct-3d")
+    return logic.train(request, waitForCompletion=True, **options), exported
+
+
+@pytest.mark.slicer
+def test_a_second_run_of_a_preset_replaces_its_model_when_the_user_agrees(logic, tmp_path: Path):
+    first, _ = train_preset_again(logic, tmp_path / "first", 0.5)
+    assert first.succeeded and not first.kept_installed, first.error
+    asked: list[CatalogueEntry] = []
+
+    def agree(installed: CatalogueEntry) -> bool:
+        asked.append(installed)
+        return True
+
+    second, _ = train_preset_again(logic, tmp_path / "second", 0.75, replace_installed=agree)
+    assert second.succeeded and not second.kept_installed, second.error
+    assert [(entry.name, entry.version, entry.folder) for entry in asked] == [
+        ("lungs-ct-3d", "0.1.0", first.bundle_folder)
+    ]
+    assert second.bundle_folder == first.bundle_folder and second.metrics["mean_dice"] == 0.75
+    assert find_model(second.model_key).validation["mean_dice"] == 0.75
+
+
+@pytest.mark.slicer
+@pytest.mark.parametrize("decision", [False, lambda installed: False], ids=["script", "user declines"])
+def test_a_second_run_of_a_preset_keeps_the_installed_model_unless_replacing_is_chosen(
+    logic, tmp_path: Path, decision
+):
+    """Not an error after hours of training: the new model stays in its run folder."""
+    first, _ = train_preset_again(logic, tmp_path / "first", 0.5)
+    assert first.succeeded, first.error
+    second, exported = train_preset_again(logic, tmp_path / "second", 0.75, replace_installed=decision)
+    assert second.succeeded and second.kept_installed, second.error
+    assert (second.model_key, second.bundle_folder, second.metrics["mean_dice"]) == (
+        "lungs-ct-3d@0.1.0",
+        exported,
+        0.75,
+    )
+    assert find_model("lungs-ct-3d@0.1.0").validation["mean_dice"] == 0.5
+    assert find_model(str(exported)).validation["mean_dice"] == 0.75
 
 
 def test_the_default_run_folder_sits_beside_the_dataset_and_is_named_after_the_config():

@@ -1,7 +1,8 @@
 """The module's .ui and LungLiverSeg.py agree: names the code reaches exist, bindings match fields.
 
 Slicer itself cannot run here, so a typo in a widget name or a parameter binding would only show
-when a user opens the module; these checks read both files instead.
+when a user opens the module; these checks read both files instead, and each binding is made by
+Slicer's own GUI connectors in the Slicer-compatibility harness (``slicer_harness/``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 from factories import REPO_ROOT
 from PIL import Image as PILImage
+from slicer_module.slicer_harness.harness import SLICER_TAGS
 
 MODULE_DIR = REPO_ROOT / "LungLiverSeg"
 MODULE_FILE = MODULE_DIR / "LungLiverSeg.py"
@@ -70,33 +72,50 @@ def test_every_widget_the_code_reaches_exists_in_the_ui(ui: ElementTree.Element)
     assert used - widget_names(ui) == set()
 
 
-def test_parameter_bindings_are_exactly_the_parameter_node_fields(ui, module_tree):
-    assert set(parameter_bindings(ui)) == set(parameter_fields(module_tree))
+HAND_SYNCED = {"modelName": "modelSelector", "trainingConfig": "trainingConfigSelector"}
+"""Fields whose combo box lists what is installed (user models, presets, a typed config path): no
+``Choice`` can list them, so the widget syncs them by hand instead of through ``SlicerParameterName``."""
 
 
-def test_bound_widgets_suit_their_field_types(ui, module_tree):
-    """The parameterNodeWrapper connectors: nodes to node combo boxes, bool to a check box, int to a
-    spin box, str to text."""
-    suitable = {
-        "vtkMRMLScalarVolumeNode": {"qMRMLNodeComboBox"},
-        "vtkMRMLSegmentationNode": {"qMRMLNodeComboBox"},
-        "bool": {"QCheckBox"},
-        "int": {"QSpinBox"},
-        "str": {"QComboBox", "QLineEdit", "ctkPathLineEdit"},
-    }
-    bindings = parameter_bindings(ui)
-    for name, type_name in parameter_fields(module_tree).items():
-        assert bindings[name] in suitable[type_name], f"{name}: {type_name} bound to {bindings[name]}"
+def test_parameter_bindings_are_the_fields_less_the_hand_synced_ones(ui, module_tree):
+    """The hand-synced ones are checked in use by test_slicer_harness (``hand_sync``)."""
+    assert set(parameter_bindings(ui)) == set(parameter_fields(module_tree)) - set(HAND_SYNCED)
+    assert set(HAND_SYNCED.values()) <= widget_names(ui)
+
+
+@pytest.mark.slicer
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", SLICER_TAGS)
+def test_every_binding_has_a_slicer_gui_connector(harness_report, tag: str):
+    """§4, with Slicer's own ``createGuiConnector`` (``parameterNodeWrapper/guiConnectors.py`` at
+    ``tag``) on a widget of the class the .ui declares and the parameter node's field type; a
+    connector must not change the range the .ui gives a spin box."""
+    bindings = harness_report(tag)["bindings"]
+    assert bindings, "no binding was checked"
+    failures = {name: entry["error"] for name, entry in bindings.items() if "error" in entry}
+    assert failures == {}
+    ranges = {name: (e["declared_range"], e["range"]) for name, e in bindings.items() if e["range"]}
+    assert ranges and all(declared == after for declared, after in ranges.values()), ranges
 
 
 def test_node_selectors_list_the_node_types_of_their_fields(ui, module_tree):
+    """The field's node classes (``A | B | None`` lists A and B), as its GUI connector sets them."""
     fields = parameter_fields(module_tree)
     for widget in ui.iter("widget"):
         if widget.get("class") != "qMRMLNodeComboBox":
             continue
         field_name = widget.findtext("property[@name='SlicerParameterName']/string")
         node_types = [text.text for text in widget.findall("property[@name='nodeTypes']/stringlist/string")]
-        assert node_types == [fields[field_name]]
+        assert node_types == [name for name in fields[field_name].split(" | ") if name != "None"]
+
+
+def test_the_input_selector_offers_rgb_xrays(ui):
+    """§15: Slicer loads an RGB PNG/JPEG as a vtkMRMLVectorVolumeNode; the selector shows exactly
+    the listed classes (``showChildNodeTypes`` false keeps label maps and DWI out)."""
+    [selector] = [widget for widget in ui.iter("widget") if widget.get("name") == "inputVolumeSelector"]
+    node_types = [text.text for text in selector.findall("property[@name='nodeTypes']/stringlist/string")]
+    assert "vtkMRMLVectorVolumeNode" in node_types
+    assert selector.findtext("property[@name='showChildNodeTypes']/bool") == "false"
 
 
 def test_node_selectors_get_the_scene(ui: ElementTree.Element):

@@ -12,13 +12,17 @@ Under ``torchrun`` the same command trains on several GPUs / nodes:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 from LungLiverSegLib.cli.train_request import TrainRequest
 from LungLiverSegLib.progress import CancelToken
 
-from LungLiverSegTraining.errors import TrainingConfigError
+from LungLiverSegTraining.errors import MissingPackageError, TrainingConfigError
+
+OWN_PACKAGES = ("LungLiverSegLib", "LungLiverSegTraining")
 
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:
@@ -29,10 +33,11 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace, cancel: CancelToken) -> int:
-    import torch
+    with _installed_packages_needed():
+        import torch
 
-    from LungLiverSegTraining.config import load_config
-    from LungLiverSegTraining.trainer import TrainOptions, train
+        from LungLiverSegTraining.config import load_config
+        from LungLiverSegTraining.trainer import TrainOptions, train
 
     request = TrainRequest.from_args(args)
     if request.threads:
@@ -44,6 +49,22 @@ def run_train(args: argparse.Namespace, cancel: CancelToken) -> int:
         config = replace(config, data_card=read_data_card(request.data_card))
     train(TrainOptions.from_request(request, config, cancel))
     return 0
+
+
+@contextmanager
+def _installed_packages_needed() -> Iterator[None]:
+    """A package training imports that is not installed (matplotlib in a Slicer that has not run the
+    module's install): one line that says which, not a traceback. Our own modules still raise."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        package = (error.name or "").partition(".")[0]
+        if not package or package in OWN_PACKAGES:
+            raise
+        raise MissingPackageError(
+            f"training needs the Python package '{package}', which is not installed "
+            "(in Slicer: Install dependencies in the LungLiverSeg module)"
+        ) from error
 
 
 def read_data_card(path: Path) -> str:

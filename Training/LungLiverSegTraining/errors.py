@@ -11,3 +11,7 @@ class DatasetError(LungLiverSegError):
 
 class TrainingConfigError(LungLiverSegError):
     """A training configuration, a resume or an ``--init-from`` bundle does not fit the job."""
+
+
+class MissingPackageError(LungLiverSegError):
+    """A third-party package that training imports is not installed (e.g. matplotlib in a Slicer)."""

@@ -251,6 +251,22 @@ def _stage(path: Path, staging: Path) -> Path:
     raise BundleError(f"{path}: expected a bundle folder or a .zip of one")
 
 
+def _install_folder(name: str, version: str) -> Path:
+    return user_models_dir() / f"{name}-v{version}"
+
+
+def installed_model(name: str, version: str) -> CatalogueEntry | None:
+    """The user's installed ``name`` ``version``, which importing that version again would replace
+    (None when there is none; a bundled model of that version is never replaced)."""
+    folder = _install_folder(name, version)
+    if not folder.exists():
+        return None
+    try:
+        return _entry_from_bundle(load_bundle(folder, verify_checksum=False), USER)
+    except BundleError as error:
+        return _broken_entry(folder, error)
+
+
 def import_model(path: str | Path, *, overwrite: bool = False) -> CatalogueEntry:
     """Validate a bundle folder or .zip (checksum included) and install it as
     ``<user dir>/<name>-v<version>/``, atomically; an installed same version needs ``overwrite``."""
@@ -264,7 +280,7 @@ def import_model(path: str | Path, *, overwrite: bool = False) -> CatalogueEntry
     staging = Path(tempfile.mkdtemp(prefix=".import-", dir=models_dir))
     try:
         bundle = load_bundle(_stage(path, staging))
-        destination = models_dir / f"{bundle.name}-v{bundle.version}"
+        destination = _install_folder(bundle.name, bundle.version)
         move_into_place(bundle.stored_folder, destination, overwrite=overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -3,8 +3,10 @@ the model's proposal, export corrections for training, and start training runs.
 
 The scene and the process runner are passed in, so the same ``SceneLogic`` runs in Slicer (the
 module's ``LungLiverSegLogic`` adds only the parameter node) and on a headless ``slicer-core``
-scene in tests. Segmentation and training always run in a child process (``process.py``), one at
-a time on the same runner. For segmentation this class writes its input (a batch through
+scene in tests. The model's proposals live in the scene (``mrml_bridge.store_proposal``), not in
+this object, so that they are saved and reloaded with it and Export still finds them.
+Segmentation and training always run in a child process (``process.py``), one at a time on the
+same runner. For segmentation this class writes its input (a batch through
 ``staging.py``), starts it, and on success turns its label files into segmentation nodes; a
 failed or cancelled run leaves the scene as it was and removes its temporary files. Training
 runs are ``training_job.py``'s.
@@ -32,6 +34,7 @@ from LungLiverSegLib.imageio import SEGMENTATION_SUFFIX, read_image, write_image
 from LungLiverSegLib.labels import LabelMap
 from LungLiverSegLib.slicer_module import mrml_bridge
 from LungLiverSegLib.slicer_module.process import (
+    JobRunningError,
     Outcome,
     ProcessEvent,
     ProcessResult,
@@ -47,6 +50,7 @@ from LungLiverSegLib.slicer_module.process import (
 )
 from LungLiverSegLib.slicer_module.staging import SegmentationCase, stage_batch
 from LungLiverSegLib.slicer_module.training_job import (
+    ReplaceDecision,
     TrainingFinishedCallback,
     TrainingJob,
     TrainingOutcome,
@@ -70,7 +74,8 @@ class Proposal:
 
 @dataclass(frozen=True, kw_only=True)
 class SegmentationOutcome(Outcome):
-    """How a run ended: the segmentation nodes it filled (one per input volume node) and files."""
+    """How a run ended: the segmentation nodes it filled (one per input volume node) and files,
+    with the child's warnings (e.g. an input unlike the model's training data)."""
 
     segmentation_nodes: tuple[slicer.vtkMRMLSegmentationNode, ...] = ()
     output_files: tuple[Path, ...] = ()
@@ -107,7 +112,7 @@ class SceneLogic:
         self.scene = scene
         self.runner = runner if runner is not None else ThreadedProcessRunner()
         self.python = python or slicer_python()
-        self._proposals: dict[str, Proposal] = {}
+        self._segmentation: _SegmentationJob | None = None  # the last one started
 
     @property
     def is_running(self) -> bool:
@@ -120,6 +125,12 @@ class SceneLogic:
     def cancel(self) -> None:
         """Stop the running segmentation or training; its ``on_finished`` reports ``cancelled``."""
         self.runner.cancel()
+
+    def cancel_segmentation(self) -> None:
+        """Stop a running segmentation, not a training: for a scene about to close, whose nodes a
+        segmentation reads and fills (a training uses no scene node and runs on)."""
+        if self._segmentation is not None and self._segmentation.outcome is None:
+            self.cancel()
 
     def process(  # noqa: PLR0913  (a Slicer module logic's method: options, waitForCompletion, callbacks)
         self,
@@ -183,7 +194,7 @@ class SceneLogic:
         self,
         request: TrainRequest,
         *,
-        replace_installed: bool = False,
+        replace_installed: bool | ReplaceDecision = False,
         waitForCompletion: bool = False,  # noqa: N803
         on_progress: ProgressUpdateCallback | None = None,
         on_finished: TrainingFinishedCallback | None = None,
@@ -192,8 +203,11 @@ class SceneLogic:
 
         ``request.resume`` continues the run in ``request.out`` from its last checkpoint (which a
         cancelled run keeps); ``training_job.model_folder`` gives the ``init_from`` of a catalogue
-        model. An installed model of the same name and version is replaced only with
-        ``replace_installed``. Progress statuses read "epoch 12/200, loss 0.31, val Dice 0.93".
+        model. An installed model of the same name and version (a second run of a preset) is
+        replaced when ``replace_installed`` is True or, given a function, when it returns True for
+        the installed model's entry (the widget asks the user); otherwise the new bundle stays in
+        the run folder and the outcome says ``kept_installed``. Progress statuses read
+        "epoch 12/200, loss 0.31, val Dice 0.93".
         Returns the outcome with ``waitForCompletion``; otherwise None, and ``on_finished`` gets it.
         """
         self._check_idle()
@@ -205,8 +219,17 @@ class SceneLogic:
         return job.outcome if self._waited(waitForCompletion) else None
 
     def proposal_of(self, segmentation_node: slicer.vtkMRMLSegmentationNode) -> Proposal | None:
-        """The model's labels for this node as first produced (None if no model filled it)."""
-        return self._proposals.get(segmentation_node.GetID())
+        """The model's labels for this node as first produced (None if no model filled it), as
+        stored in the scene."""
+        labelmap_node = mrml_bridge.proposal_node(segmentation_node)
+        if labelmap_node is None:
+            return None
+        name, _, version = labelmap_node.GetAttribute(mrml_bridge.PROPOSAL_MODEL_ATTRIBUTE).partition("@")
+        return Proposal(
+            labels=mrml_bridge.image_from_volume_node(labelmap_node),
+            model=ModelId(name=name, version=version),
+            volume_node_id=labelmap_node.GetNodeReferenceID(mrml_bridge.PROPOSAL_VOLUME_ROLE),
+        )
 
     def export_for_training(  # noqa: PLR0913  (the module's export: two nodes, then export_case's options)
         self,
@@ -223,7 +246,8 @@ class SceneLogic:
         The labels take the model's label values (segments matched by name or terminology; one
         the model does not know is refused by name). Without a model, segments are numbered in
         order. The model's proposal for this node, if any, is stored beside the approved labels
-        so that the correction effort can be measured.
+        so that the correction effort can be measured; without one, the record's ``model`` and
+        ``correction`` are None (the front end says so).
         """
         proposal = self.proposal_of(segmentation_node)
         if proposal is not None and proposal.volume_node_id != volume_node.GetID():
@@ -263,7 +287,7 @@ class SceneLogic:
 
     def _check_idle(self) -> None:
         if self.is_running:
-            raise RuntimeError(
+            raise JobRunningError(
                 "a segmentation or training is already running; cancel it or wait for it first"
             )
 
@@ -272,6 +296,7 @@ class SceneLogic:
             self.runner.start(
                 command, job.report, lambda result: self._finish(job, result), env=child_environment()
             )
+            self._segmentation = job
         return job.outcome if self._waited(wait) else None
 
     def _waited(self, wait: bool) -> bool:
@@ -290,13 +315,15 @@ class SceneLogic:
 
     def _outcome_of(self, job: _SegmentationJob, result: ProcessResult) -> SegmentationOutcome:
         if not result.succeeded:
-            return SegmentationOutcome(cancelled=result.cancelled, error=result.error)
+            return SegmentationOutcome(
+                cancelled=result.cancelled, error=result.error, warnings=result.warnings
+            )
         try:
             nodes = self._import_labels(job)
         except Exception as error:  # any failure must still end the run (the GUI waits for it)
-            return SegmentationOutcome(error=str(error))
+            return SegmentationOutcome(error=str(error), warnings=result.warnings)
         files = tuple(case.label_path for case in job.cases if case.volume_node is None)
-        return SegmentationOutcome(segmentation_nodes=nodes, output_files=files)
+        return SegmentationOutcome(segmentation_nodes=nodes, output_files=files, warnings=result.warnings)
 
     def _import_labels(self, job: _SegmentationJob) -> tuple[slicer.vtkMRMLSegmentationNode, ...]:
         """One segmentation node per volume node; on any failure the nodes added so far go."""
@@ -312,7 +339,7 @@ class SceneLogic:
                 node = mrml_bridge.segmentation_from_labels(
                     labels, job.label_map, case.volume_node, into=into, replace=job.replace
                 )
-                self._proposals[node.GetID()] = Proposal(labels, job.model, case.volume_node.GetID())
+                mrml_bridge.store_proposal(node, labels, case.volume_node, _model_key(job.model))
                 nodes.append(node)
         return tuple(nodes)
 

@@ -9,6 +9,10 @@ logic methods are used: they need no registered module and no Qt.
 Segments are matched to label values by name (case-insensitive), then by terminology type and
 type modifier, never by segment order or ID: users rename, reorder, hide and add segments in the
 Segment Editor, and the exported labels must still carry the bundle's values.
+
+The model's proposal for a segmentation node is kept in the scene, so that it is saved and
+reloaded with it (scene save, ``.mrb``): a labelmap volume node referenced from the segmentation
+node, which names the model (``name@version``) and references the volume it was made for.
 """
 
 from __future__ import annotations
@@ -22,16 +26,55 @@ import slicer.util
 import vtk
 from vtk.util import numpy_support
 
-from LungLiverSegLib.errors import InputImageError
+from LungLiverSegLib.errors import InputImageError, LungLiverSegError
 from LungLiverSegLib.geometry import Image, as_volume, ijk_to_ras_matrix, image_from_ijk_to_ras
 from LungLiverSegLib.imageio.segnrrd import terminology_codes, terminology_entry
 from LungLiverSegLib.labels import ANATOMICAL_STRUCTURE, CodeTriple, LabelInfo, LabelMap
 
+PROPOSAL_ROLE = "LungLiverSegProposal"
+"""Node reference from a segmentation node to the labelmap node holding its model's proposal."""
+PROPOSAL_VOLUME_ROLE = "LungLiverSegProposalVolume"
+"""Node reference from a proposal's labelmap node to the volume node it was made for."""
+PROPOSAL_MODEL_ATTRIBUTE = "LungLiverSeg.model"
+"""Attribute of a proposal's labelmap node: the model that made it, ``name@version``."""
+
+
+class SlicerOperationError(LungLiverSegError, RuntimeError):
+    """Slicer refused an import or export of segments (its log says why)."""
+
+
+LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 luma of red, green and blue, as Pillow's ``convert("L")``."""
+PICTURE_COMPONENTS = 4
+"""At most gray, gray + alpha, RGB or RGBA per voxel: a picture; more is another kind of data."""
+
 
 def image_from_volume_node(volume_node: slicer.vtkMRMLScalarVolumeNode) -> Image:
-    """Voxels and exact geometry (oblique included, linear parent transforms applied) of a volume."""
+    """Voxels and exact geometry (oblique included, linear parent transforms applied) of a volume.
+
+    A vector volume, which is what Slicer makes of an RGB PNG or JPEG chest X-ray, becomes gray
+    (``_gray_voxels``): the models read gray images.
+    """
     voxels = slicer.util.arrayFromVolume(volume_node).copy()
+    if voxels.ndim == 4:  # [k, j, i, component]
+        voxels = _gray_voxels(voxels, volume_node.GetName())
     return image_from_ijk_to_ras(voxels, _ijk_to_world_ras(volume_node))
+
+
+def _gray_voxels(voxels: np.ndarray, name: str) -> np.ndarray:
+    """A gray picture saved as colour keeps its values (as the CLI reads such a file); a coloured
+    one becomes its luminance; alpha is dropped."""
+    components = voxels.shape[-1]
+    if components > PICTURE_COMPONENTS:
+        raise InputImageError(
+            f"{name}: {components} values per voxel is not a gray or colour picture; "
+            "choose a scalar volume (or one frame of it)"
+        )
+    rgb = len(LUMINANCE_WEIGHTS)
+    colour = voxels[..., :rgb] if components >= rgb else voxels[..., :1]
+    if np.all(colour == colour[..., :1]):
+        return np.ascontiguousarray(colour[..., 0])
+    return colour.astype(np.float32) @ np.asarray(LUMINANCE_WEIGHTS, dtype=np.float32)
 
 
 def volume_node_from_image(
@@ -43,11 +86,50 @@ def volume_node_from_image(
     loaders; the module itself gets its volume nodes from Slicer. A 2D image becomes a one-slice
     volume, as Slicer loads 2D files.
     """
+    volume_node = _add_volume_node(scene, image, name, "vtkMRMLScalarVolumeNode")
+    volume_node.CreateDefaultDisplayNodes()
+    return volume_node
+
+
+def store_proposal(
+    segmentation_node: slicer.vtkMRMLSegmentationNode,
+    labels: Image,
+    volume_node: slicer.vtkMRMLScalarVolumeNode,
+    model: str,
+) -> slicer.vtkMRMLLabelMapVolumeNode:
+    """Keep ``model``'s labels for ``segmentation_node`` in the scene, replacing an older proposal.
+
+    A labelmap node "<segmentation> proposal" beside the volume, without display nodes (nothing
+    to see in the views), but not hidden from editors: Slicer's Save Data dialog must list it for
+    it to be saved with the scene.
+    """
+    scene = segmentation_node.GetScene()
+    previous = proposal_node(segmentation_node)
+    if previous is not None:
+        scene.RemoveNode(previous)
+    name = f"{segmentation_node.GetName()} proposal"
+    labelmap_node = _add_volume_node(scene, labels, name, "vtkMRMLLabelMapVolumeNode")
+    labelmap_node.SetAttribute(PROPOSAL_MODEL_ATTRIBUTE, model)
+    labelmap_node.SetNodeReferenceID(PROPOSAL_VOLUME_ROLE, volume_node.GetID())
+    segmentation_node.SetNodeReferenceID(PROPOSAL_ROLE, labelmap_node.GetID())
+    _place_beside(labelmap_node, volume_node)
+    return labelmap_node
+
+
+def proposal_node(
+    segmentation_node: slicer.vtkMRMLSegmentationNode,
+) -> slicer.vtkMRMLLabelMapVolumeNode | None:
+    """The labelmap node holding the model's proposal for this segmentation node, if any."""
+    return segmentation_node.GetNodeReference(PROPOSAL_ROLE)
+
+
+def _add_volume_node(
+    scene: slicer.vtkMRMLScene, image: Image, name: str, class_name: str
+) -> slicer.vtkMRMLScalarVolumeNode:
     volume = as_volume(image)
-    volume_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    volume_node = scene.AddNewNodeByClass(class_name, name)
     slicer.util.updateVolumeFromArray(volume_node, _vtk_compatible(volume.array))
     volume_node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_matrix(volume)))
-    volume_node.CreateDefaultDisplayNodes()
     return volume_node
 
 
@@ -81,7 +163,9 @@ def segmentation_from_labels(
     if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
         _oriented_labelmap(labels), segmentation_node, "", ""
     ):
-        raise RuntimeError(f"Slicer could not import the labels into '{segmentation_node.GetName()}'.")
+        raise SlicerOperationError(
+            f"Slicer could not import the labels into '{segmentation_node.GetName()}'."
+        )
     new_ids = [segment_id for segment_id in segmentation.GetSegmentIDs() if segment_id not in previous_ids]
     # Slicer adds one segment per label value, in increasing value order.
     for segment_id, value in zip(new_ids, present_values, strict=True):
@@ -271,7 +355,9 @@ def _export_segments(
             reference_volume_node,
             slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY,
         ):
-            raise RuntimeError(f"Slicer could not export the segments of '{segmentation_node.GetName()}'.")
+            raise SlicerOperationError(
+                f"Slicer could not export the segments of '{segmentation_node.GetName()}'."
+            )
         return slicer.util.arrayFromVolume(labelmap_node).copy()
 
 

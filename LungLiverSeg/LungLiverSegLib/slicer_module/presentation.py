@@ -6,8 +6,9 @@ Text only: no scene, no process.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 
-from LungLiverSegLib.bundle.catalogue import CatalogueEntry, list_models
+from LungLiverSegLib.bundle.catalogue import USER, CatalogueEntry, list_models
 from LungLiverSegLib.slicer_module.process import ProgressUpdate
 from LungLiverSegLib.slicer_module.training_job import TrainingOutcome
 
@@ -17,8 +18,41 @@ def available_models() -> list[CatalogueEntry]:
     return [entry for entry in list_models() if entry.error is None]
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """One item of the model combo box: the text shown, and the ``name@version`` key stored in the
+    parameter node and given to the child as ``--model`` (a name alone runs the newest version)."""
+
+    key: str
+    text: str
+    tooltip: str
+
+
+def model_key(entry: CatalogueEntry) -> str:
+    return f"{entry.name}@{entry.version}"
+
+
+def model_choices() -> list[ModelChoice]:
+    """One item per runnable name and version, describing the copy that its key runs (a user's copy
+    of a bundled version wins, as in ``find_model``), so the item a user picks is what runs."""
+    chosen: dict[str, CatalogueEntry] = {}
+    for entry in available_models():
+        key = model_key(entry)
+        if key not in chosen or entry.source == USER:
+            chosen[key] = entry
+    return [
+        ModelChoice(
+            key,
+            f"{entry.name} {entry.version}" + (" (yours)" if entry.source == USER else ""),
+            model_tooltip(entry),
+        )
+        for key, entry in chosen.items()
+    ]
+
+
 def model_tooltip(entry: CatalogueEntry) -> str:
-    """What a user needs to choose a model: organs, 2D/3D, expected time and licence."""
+    """What a user needs to choose a model: organs, 2D/3D, expected time, licence, and whether it
+    came with LungLiverSeg or is the user's own (trained or imported)."""
     times = ", ".join(
         f"{device} ~{seconds:.0f} s"
         for device, seconds in (("CPU", entry.cpu_time_s), ("GPU", entry.gpu_time_s))
@@ -29,6 +63,7 @@ def model_tooltip(entry: CatalogueEntry) -> str:
         f"Segments: {', '.join(entry.segments)}",
         f"{entry.dims}D {entry.modality} model" + (f"; {times} per image" if times else ""),
         f"Licence: {entry.license}",
+        f"Yours (trained or imported): {entry.folder}" if entry.source == USER else "Comes with LungLiverSeg",
     ]
     return "\n".join(lines)
 
@@ -43,8 +78,14 @@ def describe_progress(update: ProgressUpdate) -> str:
 
 
 def describe_training(outcome: TrainingOutcome) -> str:
-    """The status line after a successful run: the installed model and its validation Dice."""
-    text = f"Installed {outcome.model_name} {outcome.model_version}"
+    """The status line after a successful run: the installed (or kept aside) model and its
+    validation Dice."""
+    model = f"{outcome.model_name} {outcome.model_version}"
+    text = (
+        f"Trained {model}, kept in {outcome.bundle_folder} (your installed {model} was not replaced)"
+        if outcome.kept_installed
+        else f"Installed {model}"
+    )
     metrics = outcome.metrics
     if "mean_dice" not in metrics:
         return text + "."

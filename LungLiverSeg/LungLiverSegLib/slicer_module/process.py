@@ -9,7 +9,10 @@ Slicer, a loop in ``wait()`` for scripts and tests), so callbacks may touch MRML
 
 Cancel stops the whole process tree: SIGTERM to the child's process group (the CLI cancels
 cooperatively and removes its partial output), then SIGKILL after a grace period for anything
-left, grandchildren included. Nothing here imports Slicer or Qt.
+left, grandchildren included. The grace period lasts until the whole *group* is gone, not just
+the child: inside Slicer the child is the ``PythonSlicer`` launcher, which dies at once and does
+not wait for the interpreter it started (CTK's AppLauncher forwards no signals). Nothing here
+imports Slicer or Qt.
 """
 
 from __future__ import annotations
@@ -31,11 +34,17 @@ from typing import Protocol, TextIO, TypedDict
 
 from LungLiverSegLib.cli import events
 from LungLiverSegLib.cli.train_request import TrainRequest
+from LungLiverSegLib.errors import LungLiverSegError
 from LungLiverSegLib.paths import python_path_entries
 
 DEFAULT_GRACE_S = 5.0
 _POLL_INTERVAL_S = 0.05
 _STDOUT, _STDERR = "stdout", "stderr"
+WARNING_PREFIX = "lunglivseg: warning: "
+"""How the CLI prints a warning to stderr (unusual input, uncertain result): one line each."""
+# Windows process creation flags (``subprocess`` defines them only on Windows).
+_CREATE_NEW_PROCESS_GROUP = 0x00000200
+_CREATE_NO_WINDOW = 0x08000000
 
 logger = logging.getLogger(__name__)
 
@@ -78,15 +87,22 @@ class EpochValidated:
 ProcessEvent = ProgressUpdate | CaseDone | EpochValidated
 
 
+class JobRunningError(LungLiverSegError, RuntimeError):
+    """A segmentation or training was started while another one runs (one at a time)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
-    """How a job ended: cancelled, failed (``error``, one line for the user), or succeeded.
+    """How a job ended: cancelled, failed (``error``, one line for the user), or succeeded, and
+    the child's ``warnings`` for the user (e.g. "input unlike the training data"), without the
+    ``lunglivseg: warning:`` prefix.
 
     The base of the child process's result and of the module's segmentation and training outcomes.
     """
 
     cancelled: bool = False
     error: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def succeeded(self) -> bool:
@@ -189,7 +205,7 @@ class ThreadedProcessRunner:
         env: dict[str, str] | None = None,
     ) -> None:
         if self.is_running:
-            raise RuntimeError("a process is already running; cancel it or wait for it first")
+            raise JobRunningError("a process is already running; cancel it or wait for it first")
         self._run = _Run(command, on_event, on_finished, env)
 
     def poll(self) -> bool:
@@ -226,6 +242,7 @@ class _Run:
         self.on_event, self.on_finished = on_event, on_finished
         self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
         self.log: list[str] = []
+        self.warnings: list[str] = []
         self.last_error_line: str | None = None
         self.cancelled = False
         self.result: ProcessResult | None = None
@@ -238,7 +255,7 @@ class _Run:
             encoding="utf-8",
             errors="replace",
             env=env,
-            **_own_process_group(),
+            **popen_options(),
         )
         self.open_streams = 2
         for name, stream in ((_STDOUT, self.process.stdout), (_STDERR, self.process.stderr)):
@@ -267,12 +284,18 @@ class _Run:
             logger.info("child process: %s", line)
             if stream == _STDERR:
                 self.last_error_line = line.strip()
+                if self.last_error_line.startswith(WARNING_PREFIX):
+                    self.warnings.append(self.last_error_line.removeprefix(WARNING_PREFIX))
 
     def finish(self, exit_code: int) -> None:
         failed = exit_code != 0 and not self.cancelled
         error = (self.last_error_line or f"the process exited with status {exit_code}") if failed else None
         self.result = ProcessResult(
-            exit_code=exit_code, cancelled=self.cancelled, error=error, log=tuple(self.log)
+            exit_code=exit_code,
+            cancelled=self.cancelled,
+            error=error,
+            warnings=tuple(self.warnings),
+            log=tuple(self.log),
         )
         self.on_finished(self.result)
 
@@ -282,8 +305,9 @@ class _Run:
         threading.Thread(target=self._kill_after, args=(grace_s,), daemon=True).start()
 
     def _kill_after(self, grace_s: float) -> None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(grace_s)
+        deadline = time.monotonic() + grace_s
+        while _tree_alive(self.process) and time.monotonic() < deadline:
+            time.sleep(_POLL_INTERVAL_S)
         _signal_tree(self.process, graceful=False)  # grandchildren may outlive the child
 
 
@@ -294,17 +318,20 @@ def _read_lines(name: str, stream: TextIO, lines: queue.Queue[tuple[str, str | N
     lines.put((name, None))
 
 
-class _ProcessGroupOptions(TypedDict, total=False):
-    """The keyword arguments of ``subprocess.Popen`` that ``_own_process_group`` sets."""
+class PopenOptions(TypedDict, total=False):
+    """The keyword arguments of ``subprocess.Popen`` that ``popen_options`` sets."""
 
     creationflags: int
     start_new_session: bool
 
 
-def _own_process_group() -> _ProcessGroupOptions:
-    """Popen arguments that start the child as the leader of a new group, so its tree can be signalled."""
-    if sys.platform == "win32":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+def popen_options(platform: str = os.name) -> PopenOptions:
+    """Popen arguments for ``platform`` (``os.name``): the child leads a new process group, so its
+    tree can be signalled; on Windows it also gets no console window (a GUI-started
+    ``PythonSlicer.exe`` would otherwise open one for the whole run, and closing it fails the run).
+    """
+    if platform == "nt":
+        return {"creationflags": _CREATE_NEW_PROCESS_GROUP | _CREATE_NO_WINDOW}
     return {"start_new_session": True}
 
 
@@ -312,10 +339,23 @@ def _signal_tree(process: subprocess.Popen[str], *, graceful: bool) -> None:
     if os.name == "nt":
         # No process groups to signal: taskkill walks the tree (/F forces, as the grace is over).
         force = [] if graceful else ["/F"]
-        subprocess.run(["taskkill", *force, "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+        command = ["taskkill", *force, "/T", "/PID", str(process.pid)]
+        subprocess.run(command, capture_output=True, check=False, creationflags=_CREATE_NO_WINDOW)
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):  # the whole group is gone already
         os.killpg(process.pid, signal.SIGTERM if graceful else signal.SIGKILL)
+
+
+def _tree_alive(process: subprocess.Popen[str]) -> bool:
+    """Whether anything of the child's tree still runs: on POSIX any process of its group (the
+    interpreter behind a launcher outlives the launcher); on Windows the child itself."""
+    if os.name == "nt":
+        return process.poll() is None
+    try:
+        os.killpg(process.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def slicer_python() -> str:
@@ -324,15 +364,18 @@ def slicer_python() -> str:
 
 
 def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The current environment with both packages importable and output unbuffered.
+    """The current environment with both packages importable, output unbuffered and UTF-8.
 
     Inside Slicer the library lives in the module folder, which is on Slicer's ``sys.path`` but
-    not on the path of a fresh ``PythonSlicer``.
+    not on the path of a fresh ``PythonSlicer``. UTF-8 whatever the locale (a Windows code page):
+    error lines name the user's files, and the runner decodes them as UTF-8.
     """
     env = dict(os.environ if base is None else base)
     paths = [*map(str, python_path_entries()), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["PYTHONUTF8"] = "1"
     return env
 
 

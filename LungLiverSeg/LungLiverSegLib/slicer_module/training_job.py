@@ -1,5 +1,7 @@
 """A training run started from the module: its status text while it runs, and on success the
-installation of its bundle into the user's models folder.
+installation of its bundle into the user's models folder (replacing an installed model of the same
+name and version only when the caller decides so: a second run of a preset trains the same name and
+version).
 
 Training itself runs in a child process (``lunglivseg train``, Training's package); this side
 knows the command only through ``cli.train_request`` and the JSON lines it prints, and imports
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from LungLiverSegLib.bundle.catalogue import find_model, import_model
+from LungLiverSegLib.bundle.catalogue import CatalogueEntry, find_model, import_model, installed_model
 from LungLiverSegLib.bundle.model_json import load_bundle
 from LungLiverSegLib.cli.train_request import LAST_CHECKPOINT
 from LungLiverSegLib.slicer_module.process import (
@@ -31,22 +33,35 @@ from LungLiverSegLib.slicer_module.process import (
 @dataclass(frozen=True, kw_only=True)
 class TrainingOutcome(Outcome):
     """How a training run ended: the installed model and its validation metrics (model.json's
-    ``validation``: Dice and NSD per segment, mean Dice, best epoch), or why it did not."""
+    ``validation``: Dice and NSD per segment, mean Dice, best epoch), or why it did not.
+
+    ``kept_installed``: the user kept the installed model of the same name and version, so the new
+    one was not installed and stays in the run folder (``bundle_folder``).
+    """
 
     model_name: str | None = None
     model_version: str | None = None
     bundle_folder: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    kept_installed: bool = False
+
+    @property
+    def model_key(self) -> str | None:
+        """``name@version``: what the model combo stores and Segment runs (None when nothing was trained)."""
+        return f"{self.model_name}@{self.model_version}" if self.model_name else None
 
 
 TrainingFinishedCallback = Callable[[TrainingOutcome], None]
+ReplaceDecision = Callable[[CatalogueEntry], bool]
+"""Asked when the run ends and its model's name and version are installed already (a second run of
+a preset): True replaces the installed copy (the entry). The widget asks the user."""
 
 
 @dataclass
 class TrainingJob:
     """One training run, and what its lines told so far (for the status text and the bundle)."""
 
-    replace_installed: bool
+    replace_installed: bool | ReplaceDecision
     on_progress: ProgressUpdateCallback | None
     on_finished: TrainingFinishedCallback | None
     mean_dice: float | None = None
@@ -64,7 +79,7 @@ class TrainingJob:
             self.on_progress(dataclasses.replace(event, stage=status))
 
     def finish(self, result: ProcessResult) -> None:
-        self.outcome = _installed(self, result)
+        self.outcome = dataclasses.replace(_installed(self, result), warnings=result.warnings)
         if self.on_finished is not None:
             self.on_finished(self.outcome)
 
@@ -92,10 +107,25 @@ def _installed(job: TrainingJob, result: ProcessResult) -> TrainingOutcome:
     if not job.exported_bundle:
         return TrainingOutcome(error="the training finished without reporting its bundle")
     try:
-        entry = import_model(job.exported_bundle, overwrite=job.replace_installed)
+        trained = load_bundle(job.exported_bundle, verify_checksum=False)
+        installed = installed_model(trained.name, trained.version)
+        replace = installed is not None and _replaces(job.replace_installed, installed)
+        if installed is not None and not replace:
+            return TrainingOutcome(
+                model_name=trained.name,
+                model_version=trained.version,
+                bundle_folder=trained.stored_folder,
+                metrics=dict(trained.validation),
+                kept_installed=True,
+            )
+        entry = import_model(job.exported_bundle, overwrite=replace)
         metrics = load_bundle(entry.folder, verify_checksum=False).validation
     except Exception as error:
         return TrainingOutcome(error=str(error))
     return TrainingOutcome(
         model_name=entry.name, model_version=entry.version, bundle_folder=entry.folder, metrics=dict(metrics)
     )
+
+
+def _replaces(decision: bool | ReplaceDecision, installed: CatalogueEntry) -> bool:
+    return decision(installed) if callable(decision) else decision
