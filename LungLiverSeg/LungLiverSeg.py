@@ -212,10 +212,13 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self.ui.modelSelector.itemData(index) if index >= 0 else ""
 
     def selectModel(self, key: str) -> None:
-        """Show the item of ``key`` (``name@version``); an unknown key leaves the selection."""
-        index = self.ui.modelSelector.findData(key) if key else -1
-        if index >= 0:
-            self.ui.modelSelector.currentIndex = index
+        """Show the item that runs ``key`` (``name@version``, or a bare name from an older scene);
+        an unknown key leaves the selection."""
+        combo = self.ui.modelSelector
+        keys = [combo.itemData(index) for index in range(combo.count)]
+        shown = presentation.shown_key(key, keys)
+        if shown is not None:
+            combo.currentIndex = keys.index(shown)
 
     def populatePresets(self) -> None:
         """The training presets; without the training package, Train stays off and says why."""

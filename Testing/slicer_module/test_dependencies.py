@@ -524,8 +524,8 @@ set(Slicer_EXTENSION_CPACK "${{CMAKE_CURRENT_LIST_DIR}}/empty.cmake")
 def test_cmake_refuses_to_build_against_a_slicer_older_than_5_10(tmp_path: Path, python: str, refused: bool):
     """The extension build stops at configure time on Slicer 5.8 (Python 3.9), with the reason."""
     cmake = shutil.which("cmake")
-    if cmake is None:
-        pytest.skip("cmake not found")
+    if cmake is None or not (shutil.which("cc") and shutil.which("c++")):
+        pytest.skip("cmake or a C/C++ compiler (project() needs one) not found")
     stub = tmp_path / "slicer"
     stub.mkdir()
     (stub / "SlicerConfig.cmake").write_text(CMAKE_STUB.format(python=python))

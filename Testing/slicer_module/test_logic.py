@@ -152,6 +152,7 @@ def test_segment_edit_export_story(  # noqa: PLR0913  (pytest fixtures)
         on_finished=finished.append,
     )
     assert outcome.succeeded, outcome.error
+    assert outcome.warnings == (), "a CT like the training data gets no warning dialog"
     assert finished == [outcome] and not logic.is_running
     fractions = [update.fraction for update in progress]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
@@ -280,6 +281,17 @@ def test_the_childs_warnings_reach_the_outcome(scene, ct_node, isolated: Path, t
     failed = logic.process(ct_node, MODEL, waitForCompletion=True)
     assert failed.error == "lunglivseg: error: out of memory"
     assert failed.warnings == outcome.warnings
+
+
+@pytest.mark.slow
+def test_the_clis_warning_about_an_input_unlike_ct_reaches_the_outcome(scene, ct: Image, logic):
+    """The real CLI's input check: no air below -500 HU means this is no CT in Hounsfield units."""
+    not_hounsfield = ct.with_array((np.clip(ct.array, -1000, 3000) + 1100).astype(np.int16))
+    volume_node = volume_node_from_image(scene, not_hounsfield, "not HU")
+    outcome = logic.process(volume_node, MODEL, device="cpu", waitForCompletion=True)
+    assert outcome.succeeded, outcome.error
+    (warning,) = outcome.warnings
+    assert "do not look like CT in Hounsfield units" in warning
 
 
 def test_the_childs_warnings_reach_a_training_outcome(scene, tmp_path):

@@ -65,6 +65,15 @@ def test_a_trained_model_older_than_the_bundled_one_is_its_own_item_and_its_key_
     ]
 
 
+def test_a_stored_model_is_shown_by_the_item_that_runs_it():
+    keys = ["lungs-ct-3d@0.1.1", "lungs-ct-3d@0.1.0", "lungs-ct-3d@0.10.0-rc.1", "liver-ct-2d@1.0.0"]
+    assert presentation.shown_key("lungs-ct-3d@0.1.0", keys) == "lungs-ct-3d@0.1.0"
+    # a scene saved before the items had versions: the name runs its newest version
+    assert presentation.shown_key("lungs-ct-3d", keys) == "lungs-ct-3d@0.10.0-rc.1"
+    assert presentation.shown_key("lungs-ct-3d@9.9.9", keys) is None
+    assert presentation.shown_key("", keys) is None and presentation.shown_key("x", []) is None
+
+
 def test_a_users_copy_of_a_bundled_version_is_one_item_describing_the_copy_that_runs(
     user_dir: Path, tmp_path: Path
 ):

@@ -154,16 +154,21 @@ def test_cancel_stops_the_process_and_resume_continues_from_the_checkpoint(
     assert updates[0].stage.startswith(f"epoch {saved_epoch + 1}/{EPOCHS_BEFORE_RESUME}, loss")
 
 
+WARNING = "lunglivseg: warning: 2 cases have no left lung"
+
+
 def fake_training(folder: Path, mean_dice: float) -> tuple[str, Path]:
-    """Stands in for Slicer's Python running ``train``: a real child process that reports a real
-    lungs-ct-3d 0.1.0 bundle (what the preset trains, every run) of the given validation Dice."""
+    """Stands in for Slicer's Python running ``train``: a real child process that warns, and reports
+    a real lungs-ct-3d 0.1.0 bundle (what the preset trains, every run) of the given validation Dice."""
     bundle = make_bundle(name="lungs-ct-3d", version="0.1.0", validation={"mean_dice": mean_dice})
     exported = save_tiny_bundle(folder / "bundle" / "lungs-ct-3d-v0.1.0", bundle)
     line = json.dumps(
         {"event": "done", "bundle": str(exported), "best_epoch": 1, "best_mean_dice": mean_dice}
     )
     script = folder / "fake_python"
-    script.write_text(f"#!{sys.executable}\nprint({line!r})\n")
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nprint({WARNING!r}, file=sys.stderr)\nprint({line!r})\n"
+    )
     script.chmod(0o755)
     return str(script), exported
 
@@ -203,6 +208,7 @@ def test_a_second_run_of_a_preset_keeps_the_installed_model_unless_replacing_is_
     assert first.succeeded, first.error
     second, exported = train_preset_again(logic, tmp_path / "second", 0.75, replace_installed=decision)
     assert second.succeeded and second.kept_installed, second.error
+    assert second.warnings == ("2 cases have no left lung",)
     assert (second.model_key, second.bundle_folder, second.metrics["mean_dice"]) == (
         "lungs-ct-3d@0.1.0",
         exported,

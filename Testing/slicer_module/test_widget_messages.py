@@ -81,7 +81,23 @@ except ValueError:
 label = types.SimpleNamespace(text="Done.")
 module.showWarnings(("the input is unlike the training data",), label)
 module.showWarnings((), label)
-print(json.dumps({{"shown": shown, "label": label.text}}))
+
+# The panel's handlers, on a widget reduced to what they touch.
+from LungLiverSegLib.slicer_module.logic import SegmentationOutcome
+
+status = types.SimpleNamespace(text="")
+widget = types.SimpleNamespace(ui=types.SimpleNamespace(statusLabel=status), setRunning=lambda task: None)
+warned = SegmentationOutcome(cancelled=True, warnings=("odd spacing",))
+module.LungLiverSegWidget.onFinished(widget, warned)
+finished = status.text
+widget._parameterNode = types.SimpleNamespace(
+    inputVolume=None, outputSegmentation=None, datasetFolder="/data", caseId="c1"
+)
+widget.logic = types.SimpleNamespace(
+    export_for_training=lambda *args: types.SimpleNamespace(case_id="c1", model=None)
+)
+module.LungLiverSegWidget.onExportButton(widget)
+print(json.dumps({{"shown": shown, "label": label.text, "finished": finished, "exported": status.text}}))
 """
 
 
@@ -103,5 +119,10 @@ def test_user_errors_are_one_line_bugs_keep_their_traceback_and_warnings_are_sho
         ["error", "Export failed.\n\na bug", True],
         ["re-raised"],
         ["warning", "the input is unlike the training data"],
+        ["warning", "odd spacing"],
+        ["cursor", "WaitCursor"],
+        ["cursor restored"],
     ]
     assert report["label"] == "Done. Warning: the input is unlike the training data"
+    assert report["finished"] == "Cancelled; nothing was changed. Warning: odd spacing"
+    assert report["exported"].startswith("Exported case c1 to /data. Warning: no model proposal is stored")

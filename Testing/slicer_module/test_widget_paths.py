@@ -164,6 +164,9 @@ from LungLiverSegLib.slicer_module.mrml_bridge import volume_node_from_image
 
 combo = widget.ui.modelSelector
 items = [[combo.itemText(index), combo.itemData(index)] for index in range(combo.count)]
+widget.selectModel("lungs-cxr-2d@0.1.0")
+widget.selectModel("lungs-ct-3d")  # as a scene saved before the items had versions stores it
+bare = widget.selectedModel()
 widget.selectModel("lungs-ct-3d@0.1.0")
 selected = widget.selectedModel()
 replaced = widget.confirmReplacingModel(installed_model("lungs-ct-3d", "0.1.0"))
@@ -185,6 +188,7 @@ logic.runner.wait(30)
 print(json.dumps({{
     "steps": run_module.report["steps"],
     "items": items,
+    "bare": bare,
     "selected": selected,
     "questions": questions,
     "replaced": replaced,
@@ -222,7 +226,7 @@ def test_the_panel_lists_versions_asks_before_replacing_and_closing_the_scene_sp
         ["lungs-cxr-2d 0.1.0", "lungs-cxr-2d@0.1.0"],
         ["lungs-ct-3d 0.1.0 (yours)", "lungs-ct-3d@0.1.0"],
     ]
-    assert report["selected"] == "lungs-ct-3d@0.1.0"
+    assert (report["bare"], report["selected"]) == ("lungs-ct-3d@0.1.1", "lungs-ct-3d@0.1.0")
     [question] = report["questions"]
     assert question.startswith("Your model lungs-ct-3d 0.1.0 is installed already") and not report["replaced"]
     assert report["training_runs_on"] is True

@@ -9,6 +9,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from LungLiverSegLib.bundle.catalogue import USER, CatalogueEntry, list_models
+from LungLiverSegLib.bundle.spec import semver_key
 from LungLiverSegLib.slicer_module.process import ProgressUpdate
 from LungLiverSegLib.slicer_module.training_job import TrainingOutcome
 
@@ -48,6 +49,16 @@ def model_choices() -> list[ModelChoice]:
         )
         for key, entry in chosen.items()
     ]
+
+
+def shown_key(stored: str, keys: list[str]) -> str | None:
+    """The item key that shows the stored model: the key itself, or for a bare name (a scene saved
+    before the items had versions) its newest version's, which is what that name runs. None when
+    no item runs it."""
+    if stored in keys:
+        return stored
+    versions = [key.partition("@")[2] for key in keys if key.partition("@")[0] == stored]
+    return f"{stored}@{max(versions, key=semver_key)}" if versions else None
 
 
 def model_tooltip(entry: CatalogueEntry) -> str:

@@ -83,7 +83,8 @@ def install_slicer_layer(slicer_python: Path, temp_dir: Path):
 
 
 def headless_scene(slicer):
-    """A scene with the logics Slicer registers (as ``scene.create_headless_scene`` does)."""
+    """A real scene with the application and Segmentations logics that Slicer registers (what the
+    panel touches; ``scene.create_headless_scene`` is not used, it would import the library first)."""
     scene = slicer.vtkMRMLScene()
     application_logic = slicer.vtkSlicerApplicationLogic()
     application_logic.SetMRMLScene(scene)
