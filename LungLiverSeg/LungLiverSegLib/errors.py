@@ -1,4 +1,4 @@
-"""Errors a user can act on.
+"""Errors a user can act on, and warnings a user should see.
 
 The CLI and the Slicer module show ``str(error)`` as a one-line message (the Python API raises
 it to the caller); a traceback is only for bugs. Messages name the file or field at fault and
@@ -26,3 +26,15 @@ class OutOfMemoryRisk(LungLiverSegError):  # noqa: N818  (public name callers ca
 
 class Cancelled(LungLiverSegError):  # noqa: N818  (public name callers catch; the user's choice, not an error)
     """The user cancelled a long-running job."""
+
+
+class LungLiverSegWarning(UserWarning):
+    """Something about this run the user should see: the CLI prints it as ``lunglivseg: warning:``
+    and the Slicer module shows it; other libraries' warnings keep Python's own format."""
+
+
+class ExecutionPlanWarning(LungLiverSegWarning, ResourceWarning):
+    """The memory plan changed how the job runs (smaller batches, the CPU instead of the GPU).
+
+    Also a ``ResourceWarning``, so Python's default filters keep it quiet for API callers, as before.
+    """

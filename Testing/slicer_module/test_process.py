@@ -125,6 +125,31 @@ def test_failure_reports_the_last_stderr_line_as_the_error():
     assert result.warnings == ("something first",)
 
 
+def test_only_the_clis_own_warnings_reach_the_user_not_other_libraries():
+    """A command that warns twice through the real ``cli.main``: ours becomes a warning for the
+    panel, a third-party library's ``UserWarning`` goes to the log in Python's own format."""
+    _, result = run_to_end(
+        """
+        import argparse, warnings
+        from LungLiverSegLib.cli import main
+        from LungLiverSegLib.errors import LungLiverSegWarning
+
+        def run(args, cancel):
+            warnings.warn("input unlike the training data", LungLiverSegWarning)
+            warnings.warn("a deprecated torch argument", UserWarning)
+            warnings.warn("input unlike the training data", LungLiverSegWarning)  # shown again
+
+        def register(commands: argparse._SubParsersAction) -> None:
+            commands.add_parser("warn").set_defaults(run=run)
+
+        raise SystemExit(main(["warn"], plugins={"warn": register}))
+        """
+    )
+    assert result.succeeded, result.error
+    assert result.warnings == ("input unlike the training data",) * 2
+    assert any("UserWarning: a deprecated torch argument" in line for line in result.log)
+
+
 def test_silent_failure_names_the_exit_status():
     _, result = run_to_end("import sys; sys.exit(3)")
     assert result.error == "the process exited with status 3"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from LungLiverSegLib.bundle.spec import ModelBundle
+from LungLiverSegLib.errors import ExecutionPlanWarning
 from LungLiverSegLib.evaluation.metrics import NSD_KEY, NSD_TOLERANCE_MM, compute_label_metrics
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.segmentation.input_checks import HISTOGRAM_TOLERANCE, InputWarning
@@ -86,7 +87,9 @@ def validate(
     unsure = torch.zeros(len(UNSURE_BINS) - 1, dtype=torch.float64)
     network.eval()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)  # memory-plan notes: not the user's concern here
+        warnings.simplefilter(
+            "ignore", ExecutionPlanWarning
+        )  # memory-plan notes: not the user's concern here
         warnings.simplefilter("ignore", InputWarning)  # an early network is unsure: that is measured below
         for group in group_by_patient(cases)[context.rank :: context.world_size]:
             totals += _group_scores(loaded, group, names, unsure)

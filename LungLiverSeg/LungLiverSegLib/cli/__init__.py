@@ -25,7 +25,7 @@ from typing import TextIO
 
 from LungLiverSegLib.cli import demo, evaluate, export, models, segment
 from LungLiverSegLib.cli.options import EXIT_CANCELLED, EXIT_USER_ERROR
-from LungLiverSegLib.errors import Cancelled, LungLiverSegError
+from LungLiverSegLib.errors import Cancelled, LungLiverSegError, LungLiverSegWarning
 from LungLiverSegLib.progress import CancelToken
 
 __all__ = ["PLUGIN_GROUP", "Registrar", "build_parser", "main"]
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None, plugins: Mapping[str, Registrar] | N
     _cancel_on_signals(cancel)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("always")
+            warnings.simplefilter("always", LungLiverSegWarning)
             warnings.showwarning = _show_warning
             return int(args.run(args, cancel) or 0)
     except Cancelled:
@@ -101,4 +101,9 @@ def _show_warning(  # noqa: PLR0913  (the signature of warnings.showwarning, whi
     file: TextIO | None = None,
     line: str | None = None,
 ) -> None:
-    print(f"lunglivseg: warning: {message}", file=sys.stderr)
+    """Ours as one ``lunglivseg: warning:`` line (front ends show those to the user); other
+    libraries' warnings in Python's own format, so that no front end takes them for ours."""
+    if issubclass(category, LungLiverSegWarning):
+        print(f"lunglivseg: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from LungLiverSegLib.bundle.spec import ModelBundle
-from LungLiverSegLib.errors import BundleError, InputImageError
+from LungLiverSegLib.errors import BundleError, InputImageError, LungLiverSegWarning
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.segmentation.preprocess import intensity_histogram
 
@@ -34,7 +34,7 @@ HISTOGRAM_TOLERANCE = 0.25
 intensity histogram range) the result comes with an ``InputWarning``."""
 
 
-class InputWarning(UserWarning):
+class InputWarning(LungLiverSegWarning):
     """The input can be segmented but may not be what the model was made for (e.g. MR to a CT model)."""
 
 

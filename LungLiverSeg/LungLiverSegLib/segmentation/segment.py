@@ -31,7 +31,7 @@ import torch
 from LungLiverSegLib.bundle.catalogue import find_model
 from LungLiverSegLib.bundle.spec import ModelBundle
 from LungLiverSegLib.bundle.weights import load_network
-from LungLiverSegLib.errors import InputImageError
+from LungLiverSegLib.errors import ExecutionPlanWarning, InputImageError
 from LungLiverSegLib.geometry import Image, as_volume
 from LungLiverSegLib.progress import Progress
 from LungLiverSegLib.segmentation.input_checks import check_input, check_prediction
@@ -97,7 +97,7 @@ def segment_image(  # noqa: PLR0913  (the public entry point: image and model, t
     volume = as_volume(image)
     plan = _plan(volume, bundle, loaded.device, batch_size)
     for note in plan.notes:
-        warnings.warn(note, ResourceWarning, stacklevel=2)
+        warnings.warn(note, ExecutionPlanWarning, stacklevel=2)
     prepared = prepare(image, bundle.preprocessing)
     progress.update("preprocess", 1.0)
 
