@@ -140,6 +140,8 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Never leave a segmentation or training process behind when the module is torn down."""
         if self.logic is not None:
             self.logic.cancel()
+        if self._pollTimer is not None:
+            self._pollTimer.stop()  # after a module reload it would call this old widget's callbacks
         self.removeObservers()
 
     def enter(self) -> None:
@@ -287,7 +289,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.process(
                 parameters.inputVolume,
                 parameters.modelName,
-                device=presentation.device_argument(parameters.device),
+                device=parameters.device,
                 output_segmentation_node=parameters.outputSegmentation,
                 replace=parameters.replaceSegments,
                 on_progress=self.onProgress,
@@ -372,7 +374,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 out=Path(runFolder),
                 config=parameters.trainingConfig,
                 init_from=training_job.model_folder(parameters.modelName) if parameters.fineTune else None,
-                device=presentation.device_argument(parameters.device),
+                device=parameters.device,
                 epochs=parameters.trainingEpochs or None,
                 resume=resume,
             )

@@ -83,15 +83,6 @@ def test_a_users_copy_of_a_bundled_version_is_one_item_describing_the_copy_that_
     assert find_model(choice.key).folder == user_dir / "lungs-ct-3d-v0.1.1"
 
 
-def test_device_choices_map_to_cli_devices():
-    choices = presentation.device_choices()
-    assert choices[:2] == ["auto", "cpu"]
-    expected = ["auto", "cpu", "cuda"][: len(choices)]
-    assert [presentation.device_argument(choice) for choice in choices] == expected
-    assert presentation.device_argument("cuda (NVIDIA H100, 70.2 GiB free)") == "cuda"
-    assert presentation.device_argument("") == "auto"
-
-
 def test_progress_status_line():
     describe = presentation.describe_progress
     update = ProgressUpdate(0.423, "inference", 65.4, "2/3 ct.nrrd")

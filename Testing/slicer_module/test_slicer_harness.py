@@ -78,3 +78,10 @@ def test_the_model_and_preset_combo_boxes_sync_by_hand(harness_report, tag):
     sync = report["panel"]["hand_sync"]
     assert sync.pop("models") >= 2, "the bundled models are listed before the dependencies are installed"
     assert sync == {"model_picked": True, "model_shown": True, "config_typed": True, "config_shown": True}
+
+
+def test_tearing_the_module_down_stops_its_poll_timer(harness_report, tag):
+    """Review §15: a module reload left the old widget's timer calling the old callbacks."""
+    report = harness_report(tag)
+    assert report["steps"]["teardown"] == "ok", report["steps"]["teardown"]
+    assert report["teardown"] == {"poll_timer_active": False}

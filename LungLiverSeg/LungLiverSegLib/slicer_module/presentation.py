@@ -5,7 +5,6 @@ Text only: no scene, no process.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 from LungLiverSegLib.bundle.catalogue import USER, CatalogueEntry, list_models
@@ -103,21 +102,3 @@ def describe_training(outcome: TrainingOutcome) -> str:
     per_segment = ", ".join(f"{name} {value:.3f}" for name, value in metrics.get("dice", {}).items())
     dice = f"validation Dice {metrics['mean_dice']:.3f} ({per_segment})"
     return f"{text}: {dice}, best epoch {metrics.get('epoch')}."
-
-
-def device_choices() -> list[str]:
-    """``auto``, ``cpu``, and ``cuda (<GPU>, <free> GiB free)`` when torch sees a GPU."""
-    choices = ["auto", "cpu"]
-    if importlib.util.find_spec("torch") is None:
-        return choices
-    import torch
-
-    if torch.cuda.is_available():
-        free_bytes, _ = torch.cuda.mem_get_info()
-        choices.append(f"cuda ({torch.cuda.get_device_name()}, {free_bytes / 2**30:.1f} GiB free)")
-    return choices
-
-
-def device_argument(choice: str) -> str:
-    """The CLI's ``--device`` value of a device choice (its first word)."""
-    return choice.split()[0] if choice.strip() else "auto"

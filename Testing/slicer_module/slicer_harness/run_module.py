@@ -203,6 +203,16 @@ def hand_sync(widget) -> dict:
     }
 
 
+def tear_down(widget) -> dict:
+    """Leave the module and tear it down, as Slicer does on a module reload: nothing may keep
+    running (the poll timer would call the old widget's callbacks after a reload). The panel is put
+    in the state it has while a child process works, which is when the timer runs."""
+    widget.setRunning(sys.modules[type(widget).__module__].SEGMENT)
+    widget.exit()
+    widget.cleanup()
+    return {"poll_timer_active": widget._pollTimer.active}
+
+
 def main() -> None:
     slicer_python, module_file, temp_dir = (Path(arg) for arg in sys.argv[1:4])
     torch_present = "--torch-present" in sys.argv
@@ -234,6 +244,7 @@ def main() -> None:
                 lambda: export_enabled(slicer, widget, temp_dir)
             )
             report["panel"]["hand_sync"] = step("hand_sync")(lambda: hand_sync(widget))
+            report["teardown"] = step("teardown")(lambda: tear_down(widget))
     report["loaded_not_bundled"] = sorted(name for name in NOT_BUNDLED if name in sys.modules)
     report["torch_imports"] = getattr(sys, "harness_torch_imports", [])
     report["generated_stand_ins"] = sorted(set(pythonqt.generated_names))
