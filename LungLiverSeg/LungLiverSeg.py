@@ -520,8 +520,8 @@ class LungLiverSegTest(ScriptedLoadableModuleTest):
         model = self._ctModel()
         logic = LungLiverSegLogic()
 
-        self.delayDisplay(f"Segmenting with {model.name}")
-        outcome = logic.process(volumeNode, model.name, waitForCompletion=True)
+        self.delayDisplay(f"Segmenting with {presentation.model_key(model)}")
+        outcome = logic.process(volumeNode, presentation.model_key(model), waitForCompletion=True)
         self.assertTrue(outcome.succeeded, outcome.error)
         (segmentationNode,) = outcome.segmentation_nodes
         self.assertEqual(segmentationNode.GetName(), "CTChest segmentation")

@@ -212,6 +212,30 @@ def test_cancel_lets_a_cooperative_child_end_cleanly():
     assert time.monotonic() - started < 5.0, "a cooperative child should not wait for the SIGKILL"
 
 
+def test_cancel_clicked_twice_signals_the_child_once(tmp_path: Path):
+    """The CLI stops at once (no cleanup) on a second SIGTERM, as on a second Ctrl-C."""
+    runner, recorder = ThreadedProcessRunner(grace_s=10.0), Recorder()
+    count_file = tmp_path / "sigterms"
+    code = f"""
+        import signal, sys, time
+        def count(*_):
+            with open({str(count_file)!r}, "a") as file:
+                file.write("x")
+        signal.signal(signal.SIGTERM, count)
+        print('{{"event": "progress", "fraction": 0.0, "stage": "load", "eta_s": null}}', flush=True)
+        time.sleep(1.0)
+        sys.exit(130)
+    """
+    runner.start(python_command(code), recorder.on_event, recorder.on_finished)
+    while not recorder.events:
+        assert runner.wait(0.05) is None
+    runner.cancel()
+    runner.cancel()
+    result = runner.wait(15)
+    assert result is not None and result.cancelled and result.exit_code == 130
+    assert count_file.read_text() == "x"
+
+
 LAUNCHER = """#!/bin/sh
 # Like CTK's AppLauncher (PythonSlicer): the interpreter runs as a child, no signal is forwarded.
 "$@"

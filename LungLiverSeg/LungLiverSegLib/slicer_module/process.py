@@ -300,6 +300,10 @@ class _Run:
         self.on_finished(self.result)
 
     def cancel(self, grace_s: float) -> None:
+        """SIGTERM once: a second one (Cancel clicked twice) would make the CLI stop at once, as
+        a second Ctrl-C does, instead of cleaning up; the kill after the grace period is set."""
+        if self.cancelled:
+            return
         self.cancelled = True
         _signal_tree(self.process, graceful=True)
         threading.Thread(target=self._kill_after, args=(grace_s,), daemon=True).start()
