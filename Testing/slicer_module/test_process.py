@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import replace
@@ -234,6 +235,42 @@ def test_cancel_clicked_twice_signals_the_child_once(tmp_path: Path):
     result = runner.wait(15)
     assert result is not None and result.cancelled and result.exit_code == 130
     assert count_file.read_text() == "x"
+
+
+def test_cancel_reaches_a_cli_that_no_signal_reaches_through_the_cancel_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """As on Windows (no signal a windowless console process obeys) or behind a launcher that
+    forwards none: the real ``cli.main`` with SIGTERM ignored still stops cooperatively (exit 130,
+    its own message) well before the grace period's kill, and the cancel file is cleaned up."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the runner puts the cancel file
+    runner, recorder = ThreadedProcessRunner(grace_s=20.0), Recorder()
+    code = """
+        import argparse, signal, time
+        from LungLiverSegLib.cli import main
+
+        def run(args, cancel):
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            print('{"event": "progress", "fraction": 0.0, "stage": "load", "eta_s": null}', flush=True)
+            while True:
+                cancel.check()
+                time.sleep(0.05)
+
+        def register(commands: argparse._SubParsersAction) -> None:
+            commands.add_parser("work").set_defaults(run=run)
+
+        raise SystemExit(main(["work"], plugins={"work": register}))
+    """
+    runner.start(python_command(code), recorder.on_event, recorder.on_finished)
+    while not recorder.events:
+        assert runner.wait(0.05) is None
+    started = time.monotonic()
+    runner.cancel()
+    result = runner.wait(15)
+    assert result is not None and result.cancelled and result.exit_code == 130
+    assert "lunglivseg: cancelled; nothing was written" in result.log
+    assert time.monotonic() - started < 5.0, "the CLI must not wait for the kill"
+    assert list(tmp_path.iterdir()) == []
 
 
 LAUNCHER = """#!/bin/sh

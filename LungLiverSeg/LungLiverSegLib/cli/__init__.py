@@ -16,14 +16,19 @@ written atomically).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TextIO
 
 from LungLiverSegLib.cli import demo, evaluate, export, models, segment
+from LungLiverSegLib.cli.events import CANCEL_FILE_ENV
 from LungLiverSegLib.cli.options import EXIT_CANCELLED, EXIT_USER_ERROR
 from LungLiverSegLib.errors import Cancelled, LungLiverSegError, LungLiverSegWarning
 from LungLiverSegLib.progress import CancelToken
@@ -34,6 +39,7 @@ Registrar = Callable[[argparse._SubParsersAction], None]
 """Adds one sub-command to the parser (``commands.add_parser(...)``)."""
 
 PLUGIN_GROUP = "lunglivseg.commands"
+CANCEL_FILE_POLL_S = 0.2
 DESCRIPTION = "LungLiverSeg: segment, evaluate, models, demo, export (and train, from the training package)."
 CORE_COMMANDS: tuple[Registrar, ...] = (
     segment.add_command,
@@ -50,6 +56,7 @@ def main(argv: Sequence[str] | None = None, plugins: Mapping[str, Registrar] | N
     args = parser.parse_args(argv)
     cancel = CancelToken()
     _cancel_on_signals(cancel)
+    _cancel_on_file(cancel, os.environ.get(CANCEL_FILE_ENV))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", LungLiverSegWarning)
@@ -91,6 +98,21 @@ def _cancel_on_signals(cancel: CancelToken) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, handler)
+
+
+def _cancel_on_file(cancel: CancelToken, path: str | None) -> None:
+    """Cancel when the front end creates ``path`` (``cli.events.CANCEL_FILE_ENV``): the way that
+    reaches the interpreter behind a launcher that forwards no signal, and on Windows."""
+    if not path:
+        return
+
+    def watch() -> None:
+        while not cancel.cancelled:
+            if Path(path).exists():
+                cancel.cancel()
+            time.sleep(CANCEL_FILE_POLL_S)
+
+    threading.Thread(target=watch, name="lunglivseg-cancel-file", daemon=True).start()
 
 
 def _show_warning(  # noqa: PLR0913  (the signature of warnings.showwarning, which it replaces)

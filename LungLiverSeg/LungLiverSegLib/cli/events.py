@@ -15,6 +15,11 @@ Three progress types, three roles: ``progress.ProgressEvent`` is what library co
 in-process callback; ``SegmentationProgress``/``TrainingStep`` here are what a child process
 writes; ``slicer_module.process.ProgressUpdate`` is what a front end shows in its progress bar.
 
+Cancel goes the other way: SIGTERM to the child's process group, and, because a launcher such
+as Slicer's ``PythonSlicer`` may stand between the front end and the interpreter (and Windows has
+no signal a windowless console process obeys), a file: the front end names it in the child's
+``LUNGLIVSEG_CANCEL_FILE`` and creates it to cancel; the CLI watches for it.
+
 Standard library only: front ends read this before torch is installed.
 """
 
@@ -27,6 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from LungLiverSegLib.progress import ProgressEvent
+
+CANCEL_FILE_ENV = "LUNGLIVSEG_CANCEL_FILE"
+"""The environment variable naming the file whose creation cancels the child's job."""
 
 
 def _optional(read: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -7,8 +7,9 @@ thread must stay free to repaint. The child is ``python -m LungLiverSegLib.cli s
 lines into a queue, and ``poll()`` hands them out on the caller's thread (a ``QTimer`` in
 Slicer, a loop in ``wait()`` for scripts and tests), so callbacks may touch MRML.
 
-Cancel stops the whole process tree: SIGTERM to the child's process group (the CLI cancels
-cooperatively and removes its partial output), then SIGKILL after a grace period for anything
+Cancel stops the whole process tree: the cancel file (``cli.events.CANCEL_FILE_ENV``) and
+SIGTERM to the child's process group (the CLI cancels cooperatively and removes its partial
+output), then SIGKILL after a grace period for anything
 left, grandchildren included. The grace period lasts until the whole *group* is gone, not just
 the child: inside Slicer the child is the ``PythonSlicer`` launcher, which dies at once and does
 not wait for the interpreter it started (CTK's AppLauncher forwards no signals). Nothing here
@@ -25,8 +26,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -246,6 +249,8 @@ class _Run:
         self.last_error_line: str | None = None
         self.cancelled = False
         self.result: ProcessResult | None = None
+        self.cancel_file = Path(tempfile.gettempdir()) / f"lunglivseg-cancel-{uuid.uuid4().hex}"
+        env = {**(os.environ if env is None else env), events.CANCEL_FILE_ENV: str(self.cancel_file)}
         self.process = subprocess.Popen(
             list(command),
             stdin=subprocess.DEVNULL,
@@ -288,6 +293,7 @@ class _Run:
                     self.warnings.append(self.last_error_line.removeprefix(WARNING_PREFIX))
 
     def finish(self, exit_code: int) -> None:
+        self.cancel_file.unlink(missing_ok=True)
         failed = exit_code != 0 and not self.cancelled
         error = (self.last_error_line or f"the process exited with status {exit_code}") if failed else None
         self.result = ProcessResult(
@@ -300,11 +306,13 @@ class _Run:
         self.on_finished(self.result)
 
     def cancel(self, grace_s: float) -> None:
-        """SIGTERM once: a second one (Cancel clicked twice) would make the CLI stop at once, as
-        a second Ctrl-C does, instead of cleaning up; the kill after the grace period is set."""
+        """The cancel file and SIGTERM, once: a second SIGTERM (Cancel clicked twice) would make the
+        CLI stop at once, as a second Ctrl-C does, instead of cleaning up. The kill after the
+        grace period is set here."""
         if self.cancelled:
             return
         self.cancelled = True
+        self.cancel_file.touch()  # reaches the CLI behind a launcher, and on Windows
         _signal_tree(self.process, graceful=True)
         threading.Thread(target=self._kill_after, args=(grace_s,), daemon=True).start()
 
