@@ -10,6 +10,7 @@ runs, and polls it from a QTimer so that Slicer stays responsive.
 from __future__ import annotations
 
 import sys
+import unittest
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -505,19 +506,25 @@ class LungLiverSegTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
+        """Slicer's "Reload and Test" calls this outside unittest's runner, where a skip would show
+        as a failure: a missing model is said, not raised."""
         self.setUp()
-        self.test_segment_edit_export()
+        try:
+            self.test_segment_edit_export()
+        except unittest.SkipTest as reason:
+            self.delayDisplay(_("Test skipped: {reason}").format(reason=reason))
 
     def test_segment_edit_export(self) -> None:
         import shutil
 
         import numpy as np
-        import SampleData
         from LungLiverSegLib.dataset.export import DatasetExportError, read_dataset
+
+        model = self._ctModel()  # before the download: nothing to fetch when the test cannot run
+        import SampleData
 
         self.delayDisplay("Loading CTChest")
         volumeNode = SampleData.downloadSample("CTChest")
-        model = self._ctModel()
         logic = LungLiverSegLogic()
 
         self.delayDisplay(f"Segmenting with {presentation.model_key(model)}")

@@ -85,3 +85,9 @@ def test_tearing_the_module_down_stops_its_poll_timer(harness_report, tag):
     report = harness_report(tag)
     assert report["steps"]["teardown"] == "ok", report["steps"]["teardown"]
     assert report["teardown"] == {"poll_timer_active": False}
+
+
+def test_the_modules_self_test_without_a_model_ends_cleanly_in_reload_and_test(harness_report, tag):
+    """Review §15: ``skipTest`` inside ``runTest`` shows as "Test failed" in Reload and Test."""
+    report = harness_report(tag)
+    assert report["steps"]["self_test"] == "ok", report["steps"]["self_test"]

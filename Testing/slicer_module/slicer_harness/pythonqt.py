@@ -578,6 +578,9 @@ class SlicerApplication(QObject):
     def translate(self, context: str, text: str) -> str:
         return text
 
+    def processEvents(self) -> None:
+        """No event loop here (``slicer.util.delayDisplay`` calls this for short messages)."""
+
     def moduleManager(self) -> ModuleManager:
         return self._module_manager
 

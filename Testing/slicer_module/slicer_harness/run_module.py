@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 import traceback
 import types
@@ -203,6 +204,17 @@ def hand_sync(widget) -> dict:
     }
 
 
+def self_test_without_models(module, temp_dir: Path) -> bool:
+    """The module's own test as "Reload and Test" runs it (``runTest()``, outside unittest's
+    runner), with no model installed: it must end without an exception (a skip would show as a
+    failure there) and without downloading anything."""
+    empty = temp_dir / "no-models"
+    empty.mkdir(exist_ok=True)
+    os.environ["LUNGLIVSEG_BUNDLED_MODELS"] = os.environ["LUNGLIVSEG_MODELS"] = str(empty)
+    module.LungLiverSegTest().runTest()
+    return True
+
+
 def tear_down(widget) -> dict:
     """Leave the module and tear it down, as Slicer does on a module reload: nothing may keep
     running (the poll timer would call the old widget's callbacks after a reload). The panel is put
@@ -245,6 +257,9 @@ def main() -> None:
             )
             report["panel"]["hand_sync"] = step("hand_sync")(lambda: hand_sync(widget))
             report["teardown"] = step("teardown")(lambda: tear_down(widget))
+        report["self_test_without_models"] = step("self_test")(
+            lambda: self_test_without_models(module, temp_dir)
+        )
     report["loaded_not_bundled"] = sorted(name for name in NOT_BUNDLED if name in sys.modules)
     report["torch_imports"] = getattr(sys, "harness_torch_imports", [])
     report["generated_stand_ins"] = sorted(set(pythonqt.generated_names))
