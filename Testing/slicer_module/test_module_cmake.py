@@ -104,3 +104,57 @@ def test_the_in_slicer_test_is_registered_with_ctest():
     assert f"class {MODULE_NAME}Test(ScriptedLoadableModuleTest)" in (
         MODULE_DIR / f"{MODULE_NAME}.py"
     ).read_text(encoding="utf-8")
+
+
+BUILD_STUB = """
+set(Slicer_REQUIRED_PYTHON_VERSION "3.12.10")
+set(Slicer_QTSCRIPTEDMODULES_LIB_DIR "lib/Slicer-5.10/qt-scripted-modules")
+set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR "${Slicer_QTSCRIPTEDMODULES_LIB_DIR}")
+set(Slicer_USE_FILE "${CMAKE_CURRENT_LIST_DIR}/use.cmake")
+set(Slicer_EXTENSION_GENERATE_CONFIG "${CMAKE_CURRENT_LIST_DIR}/empty.cmake")
+set(Slicer_EXTENSION_CPACK "${CMAKE_CURRENT_LIST_DIR}/empty.cmake")
+"""
+# Slicer's macro copies the listed scripts into the build tree (at build time; here at configure)
+USE_STUB = """
+macro(slicerMacroBuildScriptedModule)
+  cmake_parse_arguments(MODULE "WITH_GENERIC_TESTS" "NAME" "SCRIPTS;RESOURCES" ${ARGN})
+  foreach(script IN LISTS MODULE_SCRIPTS)
+    configure_file(${CMAKE_CURRENT_SOURCE_DIR}/${script}
+      ${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/${script} COPYONLY)
+  endforeach()
+endmacro()
+"""
+
+
+@pytest.mark.slow
+def test_the_build_tree_finds_its_models_pins_and_presets(tmp_path: Path):
+    """Review §15: Slicer started on the build tree (the developer loop) had no models, no pins
+    and no Train, because only install() put them beside the module."""
+    cmake = shutil.which("cmake")
+    if cmake is None or not (shutil.which("cc") and shutil.which("c++")):
+        pytest.skip("cmake or a C/C++ compiler (project() needs one) not found")
+    stub = tmp_path / "slicer"
+    stub.mkdir()
+    (stub / "SlicerConfig.cmake").write_text(BUILD_STUB)
+    (stub / "use.cmake").write_text(USE_STUB)
+    (stub / "empty.cmake").write_text("")
+    build = tmp_path / "build"
+    configured = subprocess.run(
+        [cmake, "-S", str(REPO_ROOT), "-B", str(build), f"-DSlicer_DIR={stub}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert configured.returncode == 0, configured.stderr[-3000:]
+    modules = build / "lib" / "Slicer-5.10" / "qt-scripted-modules"
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", PROBE, str(modules)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["models"] == str(modules / "Resources" / "Models")
+    assert (modules / "Resources" / "Models" / "Models.json").is_file()
+    assert found["pyproject"] == str(modules / "pyproject.toml")
+    assert found["path"] == [str(modules)], "Training sits beside the library: nothing to add"
+    assert found["presets"] and (modules / "LungLiverSegTraining" / "__main__.py").is_file()
+
