@@ -519,6 +519,8 @@ class LungLiverSegTest(ScriptedLoadableModuleTest):
 
         import numpy as np
         from LungLiverSegLib.dataset.export import DatasetExportError, read_dataset
+        from LungLiverSegLib.imageio import read_image
+        from LungLiverSegLib.slicer_module import mrml_bridge
 
         model = self._ctModel()  # before the download: nothing to fetch when the test cannot run
         import SampleData
@@ -553,7 +555,18 @@ class LungLiverSegTest(ScriptedLoadableModuleTest):
             self.assertTrue((dataset / relative).is_file(), relative)
         self.assertTrue((dataset / "predictions" / "ctchest.nii.gz").is_file())
         self.assertLess(record.correction[names[0]]["dice"], 1.0)
-        self.assertEqual([case.case_id for case in read_dataset(dataset).cases], ["ctchest"])
+        info = read_dataset(dataset)
+        self.assertEqual([case.case_id for case in info.cases], ["ctchest"])
+        self.delayDisplay("Reading the dataset back: the corrected labels, on the CT's grid")
+        volume = mrml_bridge.image_from_volume_node(volumeNode)
+        exported = read_image(dataset / "labelsTr" / "ctchest.nii.gz")
+        edited, _label_map = mrml_bridge.labels_from_segmentation(
+            segmentationNode, volumeNode, info.label_map
+        )
+        np.testing.assert_array_equal(exported.array, edited.array)
+        np.testing.assert_allclose(exported.spacing, volume.spacing, atol=1e-5)
+        np.testing.assert_allclose(exported.origin, volume.origin, atol=1e-4)
+        np.testing.assert_allclose(exported.direction, volume.direction, atol=1e-6)
         with self.assertRaises(DatasetExportError):
             logic.export_for_training(volumeNode, segmentationNode, dataset, "ctchest")
         self.delayDisplay("Test passed")
