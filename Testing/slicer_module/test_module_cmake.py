@@ -157,4 +157,3 @@ def test_the_build_tree_finds_its_models_pins_and_presets(tmp_path: Path):
     assert found["pyproject"] == str(modules / "pyproject.toml")
     assert found["path"] == [str(modules)], "Training sits beside the library: nothing to add"
     assert found["presets"] and (modules / "LungLiverSegTraining" / "__main__.py").is_file()
-
