@@ -28,7 +28,7 @@ import vtk
 from LungLiverSegLib.cli.train_request import TrainRequest, preset_names
 from LungLiverSegLib.errors import LungLiverSegError
 from LungLiverSegLib.slicer_module import dependencies, presentation, training_job
-from LungLiverSegLib.slicer_module.logic import SceneLogic, SegmentationOutcome
+from LungLiverSegLib.slicer_module.logic import ExportOutcome, SceneLogic, SegmentationOutcome
 from LungLiverSegLib.slicer_module.process import ProgressUpdate
 from LungLiverSegLib.slicer_module.training_job import TrainingOutcome
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLVectorVolumeNode
@@ -44,7 +44,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 POLL_INTERVAL_MS = 100
-SEGMENT, TRAIN = "segment", "train"  # the task of the running child process
+SEGMENT, TRAIN, EXPORT = "segment", "train", "export"  # the running task: a child process, or an export
 MODIFIED = vtk.vtkCommand.ModifiedEvent
 
 
@@ -107,7 +107,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._pollTimer = None
-        self._task = None  # SEGMENT or TRAIN while a child process runs
+        self._task = None  # SEGMENT, TRAIN or EXPORT while it runs
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -234,7 +234,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateButtons(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
-        running = self.logic.is_running
+        running = self.logic.is_running or self.logic.is_exporting
         task = self._task if running else None
         self.ui.segmentButton.enabled = task == SEGMENT or (
             not running and bool(parameters and parameters.inputVolume and parameters.modelName)
@@ -327,22 +327,36 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor.setSourceVolumeNode(parameters.inputVolume)
 
     def onExportButton(self) -> None:
+        """The scene is read now; the files and the correction metrics (seconds on a full CT) are
+        written in the background, and ``onExportFinished`` shows the result."""
         parameters = self._parameterNode
+        folder = parameters.datasetFolder
         with showingErrors(_("Export failed"), waitCursor=True):
-            record = self.logic.export_for_training(
+            self.logic.export_for_training(
                 parameters.inputVolume,
                 parameters.outputSegmentation,
-                parameters.datasetFolder,
+                folder,
                 parameters.caseId,
+                on_finished=lambda outcome: self.onExportFinished(outcome, folder),
             )
-            self.ui.statusLabel.text = _("Exported case {case} to {folder}.").format(
-                case=record.case_id, folder=parameters.datasetFolder
+            self.ui.statusLabel.text = _("Exporting {case}...").format(case=parameters.caseId)
+            self.setRunning(EXPORT)
+
+    def onExportFinished(self, outcome: ExportOutcome, folder: Path) -> None:
+        self.setRunning(None)
+        if outcome.error is not None:
+            self.ui.statusLabel.text = _("Export failed.")
+            slicer.util.errorDisplay(_("Export failed: {error}").format(error=outcome.error))
+            return
+        record = outcome.record
+        self.ui.statusLabel.text = _("Exported case {case} to {folder}.").format(
+            case=record.case_id, folder=folder
+        )
+        if record.model is None:
+            self.ui.statusLabel.text += " " + _(
+                "Warning: no model proposal is stored for this segmentation, so the export has"
+                " no predictions/ and the correction effort is not measured."
             )
-            if record.model is None:
-                self.ui.statusLabel.text += " " + _(
-                    "Warning: no model proposal is stored for this segmentation, so the export has"
-                    " no predictions/ and the correction effort is not measured."
-                )
 
     def trainingDataset(self) -> Path | None:
         """The Train section's dataset folder, or by default the one the export writes to."""
@@ -550,7 +564,9 @@ class LungLiverSegTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Exporting the corrected labels")
         dataset = Path(slicer.app.temporaryPath) / "LungLiverSegTest" / "dataset"
         shutil.rmtree(dataset, ignore_errors=True)
-        record = logic.export_for_training(volumeNode, segmentationNode, dataset, "ctchest")
+        record = logic.export_for_training(
+            volumeNode, segmentationNode, dataset, "ctchest", waitForCompletion=True
+        )
         for relative in ("dataset.json", "imagesTr/ctchest_0000.nii.gz", "labelsTr/ctchest.nii.gz"):
             self.assertTrue((dataset / relative).is_file(), relative)
         self.assertTrue((dataset / "predictions" / "ctchest.nii.gz").is_file())
@@ -568,7 +584,9 @@ class LungLiverSegTest(ScriptedLoadableModuleTest):
         np.testing.assert_allclose(exported.origin, volume.origin, atol=1e-4)
         np.testing.assert_allclose(exported.direction, volume.direction, atol=1e-6)
         with self.assertRaises(DatasetExportError):
-            logic.export_for_training(volumeNode, segmentationNode, dataset, "ctchest")
+            logic.export_for_training(
+                volumeNode, segmentationNode, dataset, "ctchest", waitForCompletion=True
+            )
         self.delayDisplay("Test passed")
 
     def _ctModel(self):

@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +41,9 @@ from LungLiverSegLib.errors import BundleError, InputImageError, LungLiverSegErr
 from LungLiverSegLib.geometry import Image  # noqa: E402
 from LungLiverSegLib.imageio.images import read_image, read_segmentation, write_image  # noqa: E402
 from LungLiverSegLib.paths import USER_MODELS_ENV  # noqa: E402
-from LungLiverSegLib.slicer_module.logic import SceneLogic, SegmentationOutcome  # noqa: E402
+from LungLiverSegLib.slicer_module.logic import ExportOutcome, SceneLogic, SegmentationOutcome  # noqa: E402
 from LungLiverSegLib.slicer_module.mrml_bridge import labels_from_segmentation, volume_node_from_image  # noqa: E402
+from LungLiverSegLib.slicer_module.process import JobRunningError  # noqa: E402
 from LungLiverSegLib.slicer_module.scene import create_headless_scene  # noqa: E402
 from scene_helpers import add_segment, assert_same_geometry, edit_segment, segment_id_named  # noqa: E402
 
@@ -188,7 +191,7 @@ def test_segment_edit_export_story(  # noqa: PLR0913  (pytest fixtures)
     np.testing.assert_array_equal(unchanged.labels.array, proposal.labels.array)
 
     dataset = tmp_path / "dataset"
-    record = logic.export_for_training(ct_node, segmentation_node, dataset, "cip_001")
+    record = logic.export_for_training(ct_node, segmentation_node, dataset, "cip_001", waitForCompletion=True)
     assert record.model == {"name": MODEL, "version": "0.0.1"}
     assert record.source["node"] == "CT"
     assert record.label_values == (1, 2)
@@ -213,8 +216,10 @@ def test_segment_edit_export_story(  # noqa: PLR0913  (pytest fixtures)
     assert_same_geometry(image, ct)
 
     with pytest.raises(DatasetExportError, match="already exists"):
-        logic.export_for_training(ct_node, segmentation_node, dataset, "cip_001")
-    logic.export_for_training(ct_node, segmentation_node, dataset, "cip_001", overwrite=True)
+        logic.export_for_training(ct_node, segmentation_node, dataset, "cip_001", waitForCompletion=True)
+    logic.export_for_training(
+        ct_node, segmentation_node, dataset, "cip_001", overwrite=True, waitForCompletion=True
+    )
     assert len(read_dataset(dataset).cases) == 1
 
 
@@ -342,7 +347,7 @@ def test_the_proposal_survives_saving_and_reloading_the_scene(scene, ct: Image, 
     assert set(np.unique(proposal.labels.array)) == {LUNGS}
 
     record = SceneLogic(reloaded).export_for_training(
-        volume_node, reloaded_segmentation, tmp_path / "dataset", "c1"
+        volume_node, reloaded_segmentation, tmp_path / "dataset", "c1", waitForCompletion=True
     )
     assert record.model == {"name": MODEL, "version": "0.0.1"}
     assert record.correction["lungs"]["changed_voxels"] == int(np.count_nonzero(erased))
@@ -357,9 +362,61 @@ def test_export_without_a_proposal_says_the_record_has_none(scene, ct: Image, ct
     hand_made.CreateDefaultDisplayNodes()
     add_segment(hand_made, ct_node, "lungs", ct.array > 0)
     assert logic.proposal_of(hand_made) is None
-    record = logic.export_for_training(ct_node, hand_made, tmp_path / "dataset", "c1", model_name=MODEL)
+    record = logic.export_for_training(
+        ct_node, hand_made, tmp_path / "dataset", "c1", model_name=MODEL, waitForCompletion=True
+    )
     assert record.model is None and record.correction is None
     assert not (tmp_path / "dataset" / "predictions").exists()
+
+
+def test_export_runs_off_the_callers_thread_and_delivers_its_outcome_through_poll(
+    scene, ct: Image, ct_node, tmp_path
+):
+    """The files and metrics are written in a worker thread (seconds on a full CT: the GUI must not
+    freeze); the outcome comes once, from ``poll()`` on the caller's thread, as a run's does. An
+    export error arrives in the outcome; the blocking mode still raises it."""
+    logic = SceneLogic(scene, python=fake_cli(tmp_path, WRITE_LABELS.format(value=LUNGS)))
+    (segmentation_node,) = logic.process(ct_node, MODEL, waitForCompletion=True).segmentation_nodes
+    erased = np.zeros(ct.array.shape, bool)
+    erased[-3:] = True
+    edit_segment(
+        segmentation_node,
+        ct_node,
+        segment_id_named(segmentation_node, "lungs"),
+        erased,
+        "ModificationModeRemove",
+    )
+    dataset = tmp_path / "dataset"
+    delivered: list[tuple[int, ExportOutcome]] = []
+
+    def on_finished(outcome: ExportOutcome) -> None:
+        delivered.append((threading.get_ident(), outcome))
+
+    assert (
+        logic.export_for_training(ct_node, segmentation_node, dataset, "c1", on_finished=on_finished) is None
+    )
+    assert delivered == [] and logic.is_exporting
+    with pytest.raises(JobRunningError, match="an export is already running"):
+        logic.export_for_training(ct_node, segmentation_node, dataset, "c2", on_finished=on_finished)
+    while logic.poll():
+        time.sleep(0.01)
+    assert not logic.is_exporting
+    assert not logic.poll() and len(delivered) == 1
+    thread, outcome = delivered[0]
+    assert thread == threading.get_ident(), "on_finished must run on the caller's thread"
+    assert outcome.succeeded and outcome.record == read_dataset(dataset).cases[0]
+    assert outcome.record.correction["lungs"]["changed_voxels"] == int(np.count_nonzero(erased))
+    approved = read_image(dataset / "labelsTr" / "c1.nii.gz")
+    np.testing.assert_array_equal(approved.array, np.where(erased, 0, LUNGS))
+
+    logic.export_for_training(ct_node, segmentation_node, dataset, "c1", on_finished=on_finished)
+    while logic.poll():
+        time.sleep(0.01)
+    _, failed = delivered[1]
+    assert failed.record is None and "already exists" in failed.error
+    with pytest.raises(DatasetExportError, match="already exists"):
+        logic.export_for_training(ct_node, segmentation_node, dataset, "c1", waitForCompletion=True)
+    assert len(delivered) == 2 and [case.case_id for case in read_dataset(dataset).cases] == ["c1"]
 
 
 def test_cancel_right_after_start_stops_the_child(scene, ct_node, isolated: Path, tmp_path):
@@ -531,6 +588,9 @@ def test_bundled_models_through_the_module(scene, logic, model, tmp_path: Path):
     for value, reference in values.items():
         found, expected = found_array == value, np.isin(truth, reference)
         assert 2 * np.count_nonzero(found & expected) / (found.sum() + expected.sum()) > minimum
-    logic.export_for_training(volume_node, outcome.segmentation_nodes[0], tmp_path / "dataset", "case_1")
-    description = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
+    dataset = tmp_path / "dataset"
+    logic.export_for_training(
+        volume_node, outcome.segmentation_nodes[0], dataset, "case_1", waitForCompletion=True
+    )
+    description = json.loads((dataset / "dataset.json").read_text())
     assert description["channel_names"] == {"0": "CXR" if model == "lungs-cxr-2d" else "CT"}

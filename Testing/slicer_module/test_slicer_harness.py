@@ -62,6 +62,22 @@ def test_export_needs_a_dataset_folder_that_was_chosen(harness_report, tag):
     assert panel["export_enabled"] == {"without_folder": False, "with_folder": True}
 
 
+def test_export_clicked_returns_at_once_and_the_poll_timer_shows_the_result(harness_report, tag):
+    """§15: the export's files and metrics (seconds on a full CT) are written off the GUI thread;
+    the click only starts it, and the poll timer delivers the result on the GUI thread."""
+    report = harness_report(tag)
+    assert_steps_ok(report, "export", "export_click")
+    click = report["panel"]["export_click"]
+    assert click["started"] == {
+        "status": "Exporting clicked...",
+        "export_enabled": False,
+        "poll_timer_active": True,
+        "exporting": True,
+    }
+    assert click["finished"]["status"].startswith("Exported case clicked to ")
+    assert click["finished"]["export_enabled"] and click["finished"]["written"]
+
+
 def test_opening_the_panel_loads_no_torch_into_slicers_process(harness_report, tag):
     """§14: with torch installed (a stand-in that records its importers), setup() and enter()
     import none of it: no CUDA context, and a later torch upgrade is not blocked on Windows."""

@@ -83,21 +83,30 @@ module.showWarnings(("the input is unlike the training data",), label)
 module.showWarnings((), label)
 
 # The panel's handlers, on a widget reduced to what they touch.
-from LungLiverSegLib.slicer_module.logic import SegmentationOutcome
+from LungLiverSegLib.slicer_module.logic import ExportOutcome, SegmentationOutcome
 
 status = types.SimpleNamespace(text="")
-widget = types.SimpleNamespace(ui=types.SimpleNamespace(statusLabel=status), setRunning=lambda task: None)
+tasks = []
+widget = types.SimpleNamespace(ui=types.SimpleNamespace(statusLabel=status), setRunning=tasks.append)
+widget.onExportFinished = lambda *args: module.LungLiverSegWidget.onExportFinished(widget, *args)
 warned = SegmentationOutcome(cancelled=True, warnings=("odd spacing",))
 module.LungLiverSegWidget.onFinished(widget, warned)
 finished = status.text
 widget._parameterNode = types.SimpleNamespace(
     inputVolume=None, outputSegmentation=None, datasetFolder="/data", caseId="c1"
 )
+started = []
 widget.logic = types.SimpleNamespace(
-    export_for_training=lambda *args: types.SimpleNamespace(case_id="c1", model=None)
+    export_for_training=lambda *args, on_finished: started.append(on_finished)
 )
 module.LungLiverSegWidget.onExportButton(widget)
-print(json.dumps({{"shown": shown, "label": label.text, "finished": finished, "exported": status.text}}))
+exporting = status.text
+(deliver,) = started  # what the logic's poll() calls later
+deliver(ExportOutcome(record=types.SimpleNamespace(case_id="c1", model=None)))
+exported = status.text
+deliver(ExportOutcome(error="case 'c1' already exists"))
+report = {{"label": label.text, "finished": finished, "exporting": exporting, "exported": exported}}
+print(json.dumps({{"shown": shown, "tasks": tasks, "failed": status.text, **report}}))
 """
 
 
@@ -122,7 +131,11 @@ def test_user_errors_are_one_line_bugs_keep_their_traceback_and_warnings_are_sho
         ["warning", "odd spacing"],
         ["cursor", "WaitCursor"],
         ["cursor restored"],
+        ["error", "Export failed: case 'c1' already exists", False],
     ]
+    assert report["tasks"] == [None, "export", None, None]  # onFinished; Export, and its two outcomes
+    assert report["exporting"] == "Exporting c1..."
     assert report["label"] == "Done. Warning: the input is unlike the training data"
     assert report["finished"] == "Cancelled; nothing was changed. Warning: odd spacing"
+    assert report["failed"] == "Export failed."
     assert report["exported"].startswith("Exported case c1 to /data. Warning: no model proposal is stored")

@@ -9,7 +9,9 @@ Segmentation and training always run in a child process (``process.py``), one at
 same runner. For segmentation this class writes its input (a batch through
 ``staging.py``), starts it, and on success turns its label files into segmentation nodes; a
 failed or cancelled run leaves the scene as it was and removes its temporary files. Training
-runs are ``training_job.py``'s.
+runs are ``training_job.py``'s. An export reads the scene on the caller's thread and writes the
+case (files and correction metrics: seconds on a full CT) in a worker thread, so the GUI stays
+responsive; its outcome, like a run's, is delivered by ``poll()`` on the caller's thread.
 
 Nothing here imports torch (models run in the child; the catalogue reads bundles without it), so
 the module loads in a Slicer where the dependencies are still missing and can offer to install them.
@@ -17,18 +19,21 @@ the module loads in a Slicer where the dependencies are still missing and can of
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from LungLiverSegLib.bundle.catalogue import find_model
 from LungLiverSegLib.cli.train_request import TrainRequest
 from LungLiverSegLib.dataset.export import CaseRecord, ModelId, export_case
-from LungLiverSegLib.errors import InputImageError
+from LungLiverSegLib.errors import InputImageError, LungLiverSegError
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import SEGMENTATION_SUFFIX, read_image, write_image
 from LungLiverSegLib.labels import LabelMap
@@ -62,6 +67,8 @@ if TYPE_CHECKING:
 SEGMENTATION_NODE_SUFFIX = " segmentation"
 """A new segmentation node is named "<volume node name> segmentation"."""
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Proposal:
@@ -82,6 +89,48 @@ class SegmentationOutcome(Outcome):
 
 
 SegmentationFinishedCallback = Callable[[SegmentationOutcome], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOutcome(Outcome):
+    """How an export ended: the ``record`` of the case written, or the one-line ``error`` (e.g.
+    the case exists already) and no record."""
+
+    record: CaseRecord | None = None
+
+
+ExportFinishedCallback = Callable[[ExportOutcome], None]
+
+
+class _ExportJob:
+    """One ``export_case`` in a worker thread that touches no MRML (its inputs were read on the
+    caller's thread); numpy, scipy and SimpleITK release the GIL for most of its work. Not a
+    daemon: an interpreter that exits meanwhile finishes the case rather than leave half of it."""
+
+    def __init__(self, export: Callable[[], CaseRecord], on_finished: ExportFinishedCallback | None) -> None:
+        self.on_finished = on_finished
+        self.record: CaseRecord | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, args=(export,), name="LungLiverSeg export").start()
+
+    def _run(self, export: Callable[[], CaseRecord]) -> None:
+        try:
+            self.record = export()
+        except BaseException as error:  # delivered by poll(), never lost with the thread
+            self.error = error
+        finally:
+            self.done.set()
+
+    def outcome(self) -> ExportOutcome:
+        """A user error (``LungLiverSegError``) as its one line; a bug also goes to the log with
+        its traceback."""
+        if self.error is None:
+            return ExportOutcome(record=self.record)
+        if isinstance(self.error, LungLiverSegError):
+            return ExportOutcome(error=str(self.error))
+        logger.error("the export failed", exc_info=self.error)
+        return ExportOutcome(error=f"{type(self.error).__name__}: {self.error}")
 
 
 @dataclass
@@ -113,14 +162,24 @@ class SceneLogic:
         self.runner = runner if runner is not None else ThreadedProcessRunner()
         self.python = python or slicer_python()
         self._segmentation: _SegmentationJob | None = None  # the last one started
+        self._export: _ExportJob | None = None  # until its outcome is delivered
 
     @property
     def is_running(self) -> bool:
+        """Whether a segmentation or training child process runs (an export is ``is_exporting``)."""
         return self.runner.is_running
 
+    @property
+    def is_exporting(self) -> bool:
+        """Whether an export was started and its outcome not yet delivered by ``poll()``."""
+        return self._export is not None
+
     def poll(self) -> bool:
-        """Deliver progress and the result on this thread (call from a QTimer); True while running."""
-        return self.runner.poll()
+        """Deliver progress and results on this thread (call from a QTimer); True while a child
+        process runs or an export is not yet delivered."""
+        running = self.runner.poll()
+        self._deliver_export()
+        return running or self.is_exporting
 
     def cancel(self) -> None:
         """Stop the running segmentation or training; its ``on_finished`` reports ``cancelled``."""
@@ -240,7 +299,10 @@ class SceneLogic:
         model_name: str | None = None,
         proposal_labels: Image | None = None,
         overwrite: bool = False,
-    ) -> CaseRecord:
+        *,
+        waitForCompletion: bool = False,  # noqa: N803
+        on_finished: ExportFinishedCallback | None = None,
+    ) -> CaseRecord | None:
         """Write the volume and its approved (corrected) labels as a training case.
 
         The labels take the model's label values (segments matched by name or terminology; one
@@ -248,7 +310,15 @@ class SceneLogic:
         order. The model's proposal for this node, if any, is stored beside the approved labels
         so that the correction effort can be measured; without one, the record's ``model`` and
         ``correction`` are None (the front end says so).
+
+        The scene is read here, on the caller's thread (a segment no label matches raises here);
+        the files and the correction metrics are written in a worker thread. With
+        ``waitForCompletion`` returns the record and raises the export's error (e.g.
+        ``DatasetExportError``: the case exists); otherwise returns None at once, and
+        ``on_finished`` gets an ``ExportOutcome`` from a later ``poll()``. One export at a time.
         """
+        if self.is_exporting:
+            raise JobRunningError("an export is already running; wait for it first")
         proposal = self.proposal_of(segmentation_node)
         if proposal is not None and proposal.volume_node_id != volume_node.GetID():
             proposal = None  # made for another volume: not a proposal for this image
@@ -259,7 +329,8 @@ class SceneLogic:
         approved, label_map = mrml_bridge.labels_from_segmentation(
             segmentation_node, volume_node, label_map, map_unknown=model is None
         )
-        return export_case(
+        export = partial(
+            export_case,
             dataset_dir,
             case_id,
             mrml_bridge.image_from_volume_node(volume_node),
@@ -271,6 +342,23 @@ class SceneLogic:
             modality=bundle_modality,
             overwrite=overwrite,
         )
+        job = self._export = _ExportJob(export, on_finished)
+        if not waitForCompletion:
+            return None
+        job.done.wait()
+        self._deliver_export()
+        if job.error is not None:
+            raise job.error
+        return job.record
+
+    def _deliver_export(self) -> None:
+        """The finished export's outcome to its ``on_finished``, once, on this thread."""
+        job = self._export
+        if job is None or not job.done.is_set():
+            return
+        self._export = None
+        if job.on_finished is not None:
+            job.on_finished(job.outcome())
 
     def _new_job(
         self,

@@ -403,6 +403,7 @@ class Qt:
     ToolTipRole = 3
     DisplayRole = 0
     ShiftModifier = 0x02000000
+    WaitCursor = 3
 
 
 class ctkCollapsibleButton(QAbstractButton):  # noqa: N801  (CTK's class name)
@@ -574,12 +575,20 @@ class SlicerApplication(QObject):
         super().__init__()
         self.temporaryPath = temporary_path
         self._module_manager = ModuleManager()
+        self.overrideCursors: list = []
 
     def translate(self, context: str, text: str) -> str:
         return text
 
     def processEvents(self) -> None:
         """No event loop here (``slicer.util.delayDisplay`` calls this for short messages)."""
+
+    def setOverrideCursor(self, cursor) -> None:
+        """A wait cursor (``slicer.util.tryWithErrorDisplay(waitCursor=True)``): nothing to show."""
+        self.overrideCursors.append(cursor)
+
+    def restoreOverrideCursor(self) -> None:
+        self.overrideCursors.pop()
 
     def moduleManager(self) -> ModuleManager:
         return self._module_manager

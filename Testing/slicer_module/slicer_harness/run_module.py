@@ -23,6 +23,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 import traceback
 import types
 import xml.etree.ElementTree as ElementTree
@@ -182,6 +183,40 @@ def export_enabled(slicer, widget, temp_dir: Path) -> dict:
     return {"without_folder": without_folder, "with_folder": widget.ui.exportButton.enabled}
 
 
+def export_click(slicer, widget, temp_dir: Path) -> dict:
+    """Export clicked on a volume with voxels and a painted segment: the click returns while the
+    case is written in a worker thread (the status says so, Export is off, the poll timer runs);
+    the timer's polls then show the result and free the panel (review §15)."""
+    import numpy as np
+    from LungLiverSegLib.geometry import Image
+    from LungLiverSegLib.labels import LabelInfo
+    from LungLiverSegLib.slicer_module import mrml_bridge
+
+    node, ui = widget._parameterNode, widget.ui
+    labels = Image(np.zeros((4, 6, 8), np.uint8), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    labels.array[1:3, 2:4, 2:6] = 1
+    node.inputVolume = mrml_bridge.volume_node_from_image(
+        slicer.mrmlScene, labels.with_array(labels.array.astype(np.int16) * 100), "CT"
+    )
+    node.outputSegmentation = mrml_bridge.segmentation_from_labels(
+        labels, {1: LabelInfo(1, "lungs")}, node.inputVolume, into="CT segmentation"
+    )
+    node.caseId = "clicked"
+    ui.exportButton.click()
+    started = {
+        "status": ui.statusLabel.text,
+        "export_enabled": ui.exportButton.enabled,
+        "poll_timer_active": widget._pollTimer.active,
+        "exporting": widget.logic.is_exporting,
+    }
+    while widget._pollTimer.active:  # Qt's event loop, as the timer's interval passes
+        time.sleep(0.01)
+        widget._pollTimer.timeout.emit()
+    written = (Path(node.datasetFolder) / "labelsTr" / "clicked.nii.gz").is_file()
+    finished = {"status": ui.statusLabel.text, "export_enabled": ui.exportButton.enabled, "written": written}
+    return {"started": started, "finished": finished}
+
+
 def hand_sync(widget) -> dict:
     """The combo boxes without a GUI connector: a user's choice reaches the parameter node, and a
     value set on the node (a scene loaded, a training finished) shows in the combo box."""
@@ -254,6 +289,9 @@ def main() -> None:
         if report["panel"] is not None:
             report["panel"]["export_enabled"] = step("export")(
                 lambda: export_enabled(slicer, widget, temp_dir)
+            )
+            report["panel"]["export_click"] = step("export_click")(
+                lambda: export_click(slicer, widget, temp_dir)
             )
             report["panel"]["hand_sync"] = step("hand_sync")(lambda: hand_sync(widget))
             report["teardown"] = step("teardown")(lambda: tear_down(widget))
