@@ -35,6 +35,7 @@ from factories import REPO_ROOT
 from LungLiverSegLib.paths import LIBRARY
 from LungLiverSegLib.slicer_module import dependencies
 from packaging.requirements import Requirement
+from slicer_module.slicer_harness.harness import HARNESS_DIR
 
 # What a fresh Slicer lacks of the dependencies (it ships numpy, scipy, Pillow and SimpleITK).
 NOT_INSTALLED = ("torch", "monai", "safetensors", "matplotlib")
@@ -110,18 +111,12 @@ def module_files() -> list[Path]:
 
 
 LOAD_MODULE_FILE = """
-import importlib.util, types
+import types
 
+sys.path.insert(0, {harness!r})
+from loading import empty_pythonqt, load
 
-def load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-for name in ("qt", "ctk"):
-    sys.modules[name] = types.ModuleType(name)
+empty_pythonqt()
 import slicer
 
 load("slicer.i18n", {python!r} + "/i18n.py")
@@ -151,7 +146,7 @@ def test_the_module_file_loads_and_builds_its_logic_before_torch_is_installed(ve
         pytest.skip(f"Slicer's Python layer not found at {python}")
     module_file = REPO_ROOT / "LungLiverSeg" / "LungLiverSeg.py"
     result = run_without_dependencies(
-        LOAD_MODULE_FILE.format(python=str(python), module_file=str(module_file))
+        LOAD_MODULE_FILE.format(python=str(python), module_file=str(module_file), harness=str(HARNESS_DIR))
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["loaded"]
@@ -275,7 +270,7 @@ def test_the_panel_offers_the_install_in_a_fresh_slicer():
     if not (python / "ScriptedLoadableModule.py").is_file():
         pytest.skip(f"Slicer's Python layer not found at {python}")
     module_file = REPO_ROOT / "LungLiverSeg" / "LungLiverSeg.py"
-    load = LOAD_MODULE_FILE.format(python=str(python), module_file=str(module_file))
+    load = LOAD_MODULE_FILE.format(python=str(python), module_file=str(module_file), harness=str(HARNESS_DIR))
     result = run_without_dependencies("import json\n" + load + WIDGET_STATUS)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.splitlines()[-1])

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 from factories import REPO_ROOT
+from slicer_module.slicer_harness.harness import HARNESS_DIR
 
 pytest.importorskip("slicer", reason="needs slicer-core (pip install 'slicer-core==5.11.*')")
 
@@ -21,18 +22,12 @@ SLICER_REFERENCE = REPO_ROOT.parent / "shared" / "slicer-reference"
 MODULE_FILE = REPO_ROOT / "LungLiverSeg" / "LungLiverSeg.py"
 
 DRIVE_WIDGET_MESSAGES = """
-import importlib.util, json, sys, types
+import json, sys, types
 
+sys.path.insert(0, {harness!r})
+from loading import empty_pythonqt, load
 
-def load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-for name in ("qt", "ctk"):
-    sys.modules[name] = types.ModuleType(name)
+empty_pythonqt()
 sys.modules["qt"].Qt = types.SimpleNamespace(WaitCursor="WaitCursor")
 import slicer
 
@@ -116,7 +111,9 @@ def test_user_errors_are_one_line_bugs_keep_their_traceback_and_warnings_are_sho
     python = SLICER_REFERENCE / version / "Base" / "Python" / "slicer"
     if not (python / "util.py").is_file():
         pytest.skip(f"Slicer's Python layer not found at {python}")
-    code = DRIVE_WIDGET_MESSAGES.format(python=str(python), module_file=str(MODULE_FILE))
+    code = DRIVE_WIDGET_MESSAGES.format(
+        python=str(python), module_file=str(MODULE_FILE), harness=str(HARNESS_DIR)
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.splitlines()[-1])

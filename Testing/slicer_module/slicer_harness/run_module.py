@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import pythonqt  # noqa: E402  (after its folder is on sys.path)
+from loading import load_like_slicer  # noqa: E402
 
 NOT_BUNDLED = ("torch", "monai", "safetensors", "matplotlib")
 SLICER_FILES = ("util", "i18n", "ScriptedLoadableModule", "parameterNodeWrapper")
@@ -95,16 +96,6 @@ def headless_scene(slicer):
     application_logic.SetModuleLogic("Segmentations", logics[1])
     scene.harness_logics = logics
     return scene
-
-
-def load_like_slicer(module_file: Path):
-    """``qSlicerScriptedUtils::loadSourceAsModule`` after the factory appended the module folder."""
-    sys.path.append(str(module_file.parent))
-    name = module_file.stem
-    spec = importlib.util.spec_from_file_location(name, module_file)
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def ui_bindings(ui_file: Path) -> dict[str, tuple[str, str]]:
