@@ -217,22 +217,28 @@ class QProgressBar(QWidget):
         self.value = 0
 
 
+class NotifyingText:
+    """A Qt string property whose change emits the widget's ``signal`` with the new value, as
+    Qt does when a user types (or code sets) the text; "" until set."""
+
+    def __init__(self, signal: str) -> None:
+        self.signal = signal
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = f"_{name}"
+
+    def __get__(self, widget: object, owner: type | None = None) -> str:
+        return getattr(widget, self.attribute, "")
+
+    def __set__(self, widget: object, value: str) -> None:
+        if value != self.__get__(widget):
+            setattr(widget, self.attribute, value)
+            getattr(widget, self.signal).emit(value)
+
+
 class QLineEdit(QWidget):
     textChanged = Signal()
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._text = ""
-
-    @property
-    def text(self) -> str:
-        return self._text
-
-    @text.setter
-    def text(self, value: str) -> None:
-        if value != self._text:
-            self._text = value
-            self.textChanged.emit(value)
+    text = NotifyingText("textChanged")
 
 
 class QSpinBox(QWidget):
@@ -418,20 +424,11 @@ class ctkPathLineEdit(QWidget):  # noqa: N801  (CTK's class name)
     currentPathChanged = Signal()
     Dirs, Files = 1, 2
 
+    currentPath = NotifyingText("currentPathChanged")
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self._path = ""
         self.filters = 0
-
-    @property
-    def currentPath(self) -> str:
-        return self._path
-
-    @currentPath.setter
-    def currentPath(self, path: str) -> None:
-        if path != self._path:
-            self._path = path
-            self.currentPathChanged.emit(path)
 
 
 class qMRMLWidget(QWidget):  # noqa: N801  (Slicer's class name)
