@@ -16,6 +16,11 @@ class InputImageError(LungLiverSegError):
     """The input image cannot be segmented (missing, unreadable, wrong kind, empty, NaN...)."""
 
 
+class OutputWriteError(LungLiverSegError, OSError):
+    """A file could not be written completely (disk full, read-only, no permission, name too long);
+    nothing half-written is left behind. Also an ``OSError``, as the failure it reports is one."""
+
+
 class BundleError(LungLiverSegError):
     """A model bundle is missing, corrupt, fails validation, or does not fit the task."""
 

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from factories import require_file
 from LungLiverSegLib import geometry
-from LungLiverSegLib.errors import InputImageError, LungLiverSegError
+from LungLiverSegLib.errors import InputImageError, LungLiverSegError, OutputWriteError
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import images as imageio
 from LungLiverSegLib.imageio.images import list_dicom_series, read_image, read_segmentation, write_image
@@ -135,7 +135,7 @@ def test_failed_write_leaves_neither_target_nor_temporary(tmp_path, ct, monkeypa
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(imageio.sitk, "WriteImage", write_half_then_fail)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OutputWriteError, match=r"ct\.nrrd: could not be written: disk full$"):
         write_image(tmp_path / "out" / "ct.nrrd", ct)
     assert list((tmp_path / "out").iterdir()) == []
 

@@ -31,6 +31,7 @@ from LungLiverSegLib.cli import demo, evaluate, export, models, segment
 from LungLiverSegLib.cli.events import CANCEL_FILE_ENV
 from LungLiverSegLib.cli.options import EXIT_CANCELLED, EXIT_USER_ERROR
 from LungLiverSegLib.errors import Cancelled, LungLiverSegError, LungLiverSegWarning
+from LungLiverSegLib.files import describe_os_error
 from LungLiverSegLib.progress import CancelToken
 
 __all__ = ["PLUGIN_GROUP", "Registrar", "build_parser", "main"]
@@ -67,6 +68,10 @@ def main(argv: Sequence[str] | None = None, plugins: Mapping[str, Registrar] | N
         return EXIT_CANCELLED
     except (LungLiverSegError, FileExistsError) as error:
         print(f"lunglivseg: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:  # the environment (permissions, a full or read-only disk), not a bug
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"lunglivseg: error: {where}{describe_os_error(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

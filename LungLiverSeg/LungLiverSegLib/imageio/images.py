@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import gzip
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from LungLiverSegLib.errors import InputImageError, LungLiverSegError
+from LungLiverSegLib.errors import InputImageError, LungLiverSegError, OutputWriteError
 from LungLiverSegLib.files import atomic_output
 from LungLiverSegLib.geometry import Image, as_volume, from_sitk, to_sitk
 from LungLiverSegLib.imageio.segnrrd import (
@@ -251,9 +252,40 @@ def _check_png_compatible(path: Path, image: Image) -> None:
 
 
 def _write_atomically(path: Path, img: sitk.Image, overwrite: bool) -> None:
-    """SimpleITK infers the format from the name, so the temporary file keeps the extension."""
-    with atomic_output(path, overwrite=overwrite, suffix=_writable_suffix(path)) as temporary:
-        sitk.WriteImage(img, str(temporary), useCompression=True)
+    """SimpleITK infers the format from the name, so the temporary file keeps the extension.
+
+    The file is read back before it takes the target's place: ITK's NIfTI writer reports a full
+    disk only in a log line ("wrote only 4096 of ... bytes"), leaving a short file, and other
+    formats raise ITK's multi-line exception; both become one ``OutputWriteError`` line.
+    """
+    suffix = _writable_suffix(path)
+    with atomic_output(
+        path, overwrite=overwrite, suffix=suffix, verify=_check_written(path, img)
+    ) as temporary:
+        try:
+            sitk.WriteImage(img, str(temporary), useCompression=True)
+        except RuntimeError as error:  # ITK's reason names the temporary file: name the target
+            reason = _last_line(error).replace(str(temporary), path.name)
+            raise OutputWriteError(f"{path}: could not be written: {reason}") from None
+
+
+def _check_written(path: Path, img: sitk.Image) -> Callable[[Path], None]:
+    """A check that the written file holds ``img``'s whole grid (header read back; NIfTI voxels
+    counted, since ITK reads a cut-off NIfTI without complaint)."""
+
+    def check(written: Path) -> None:
+        try:
+            if split_image_name(path)[1] in NIFTI_SUFFIXES:
+                _check_nifti_complete(written)
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(written))
+            reader.ReadImageInformation()
+        except (InputImageError, RuntimeError) as error:
+            raise OutputWriteError(f"{path}: could not be written completely (is the disk full?)") from error
+        if reader.GetSize() != img.GetSize():
+            raise OutputWriteError(f"{path}: the written file does not hold the whole image")
+
+    return check
 
 
 def _compact_label_array(array: np.ndarray) -> np.ndarray:
