@@ -12,6 +12,7 @@ interrupted run never leaves half a file behind, and they refuse to overwrite un
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,6 +163,25 @@ def _check_nifti_complete(path: Path) -> None:
         )
 
 
+def _check_nifti_written(path: Path) -> None:
+    """Refuse a NIfTI file we just wrote that is shorter than its header promises, without reading
+    its voxels again: the file's size, or for ``.gz`` gzip's trailer (its last 4 bytes hold the
+    uncompressed size mod 2**32), which a cut-off file does not end with."""
+    compressed = path.name.lower().endswith(".gz")
+    with (gzip.open if compressed else open)(path, "rb") as stream:
+        expected = _nifti1_file_bytes(stream.read(NIFTI1_HEADER_BYTES))
+    if expected is None:
+        return
+    if not compressed:
+        complete = path.stat().st_size >= expected
+    else:
+        with path.open("rb") as stream:
+            stream.seek(-4, os.SEEK_END)
+            complete = struct.unpack("<I", stream.read(4))[0] == expected % 2**32
+    if not complete:
+        raise InputImageError(f"{path}: cut off (shorter than the {expected} bytes its header promises)")
+
+
 def _nifti1_file_bytes(header: bytes) -> int | None:
     """Header + voxel bytes a NIfTI-1 header promises, or None for other headers (NIfTI-2)."""
     for endian in "<>":
@@ -276,11 +296,11 @@ def _check_written(path: Path, img: sitk.Image) -> Callable[[Path], None]:
     def check(written: Path) -> None:
         try:
             if split_image_name(path)[1] in NIFTI_SUFFIXES:
-                _check_nifti_complete(written)
+                _check_nifti_written(written)
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(written))
             reader.ReadImageInformation()
-        except (InputImageError, RuntimeError) as error:
+        except (InputImageError, RuntimeError, EOFError) as error:
             raise OutputWriteError(f"{path}: could not be written completely (is the disk full?)") from error
         if reader.GetSize() != img.GetSize():
             raise OutputWriteError(f"{path}: the written file does not hold the whole image")
