@@ -324,18 +324,21 @@ def save_and_reload(scene, folder: Path):
     return reloaded
 
 
-def test_the_proposal_survives_saving_and_reloading_the_scene(scene, ct: Image, ct_node, tmp_path):
+def segmented_then_corrected(
+    scene, ct: Image, ct_node, tmp_path: Path, slices: int
+) -> tuple[SceneLogic, slicer.vtkMRMLSegmentationNode, np.ndarray]:
+    """A proposal of all "lungs" from a stand-in CLI, then the top ``slices`` erased by hand."""
     logic = SceneLogic(scene, python=fake_cli(tmp_path, WRITE_LABELS.format(value=LUNGS)))
     (segmentation_node,) = logic.process(ct_node, MODEL, waitForCompletion=True).segmentation_nodes
     erased = np.zeros(ct.array.shape, bool)
-    erased[-5:] = True
-    edit_segment(
-        segmentation_node,
-        ct_node,
-        segment_id_named(segmentation_node, "lungs"),
-        erased,
-        "ModificationModeRemove",
-    )
+    erased[-slices:] = True
+    lungs = segment_id_named(segmentation_node, "lungs")
+    edit_segment(segmentation_node, ct_node, lungs, erased, "ModificationModeRemove")
+    return logic, segmentation_node, erased
+
+
+def test_the_proposal_survives_saving_and_reloading_the_scene(scene, ct: Image, ct_node, tmp_path):
+    *_, erased = segmented_then_corrected(scene, ct, ct_node, tmp_path, slices=5)
 
     reloaded = save_and_reload(scene, tmp_path / "saved")
     volume_node = reloaded.GetFirstNodeByName("CT")
@@ -375,17 +378,7 @@ def test_export_runs_off_the_callers_thread_and_delivers_its_outcome_through_pol
     """The files and metrics are written in a worker thread (seconds on a full CT: the GUI must not
     freeze); the outcome comes once, from ``poll()`` on the caller's thread, as a run's does. An
     export error arrives in the outcome; the blocking mode still raises it."""
-    logic = SceneLogic(scene, python=fake_cli(tmp_path, WRITE_LABELS.format(value=LUNGS)))
-    (segmentation_node,) = logic.process(ct_node, MODEL, waitForCompletion=True).segmentation_nodes
-    erased = np.zeros(ct.array.shape, bool)
-    erased[-3:] = True
-    edit_segment(
-        segmentation_node,
-        ct_node,
-        segment_id_named(segmentation_node, "lungs"),
-        erased,
-        "ModificationModeRemove",
-    )
+    logic, segmentation_node, erased = segmented_then_corrected(scene, ct, ct_node, tmp_path, slices=3)
     dataset = tmp_path / "dataset"
     delivered: list[tuple[int, ExportOutcome]] = []
 

@@ -624,40 +624,21 @@ def stand_in_module(name: str, classes: dict) -> types.ModuleType:
     return module
 
 
+def _named(prefix: str, classes: dict[str, type]) -> dict[str, type]:
+    return {name: cls for name, cls in classes.items() if name.startswith(prefix)}
+
+
 def qt_module() -> types.ModuleType:
-    return stand_in_module(
-        "qt",
-        {
-            cls.__name__: cls
-            for cls in (
-                QObject,
-                QWidget,
-                QVBoxLayout,
-                QHBoxLayout,
-                QFormLayout,
-                QGridLayout,
-                QLabel,
-                QPushButton,
-                QCheckBox,
-                QProgressBar,
-                QLineEdit,
-                QSpinBox,
-                QComboBox,
-                QTimer,
-                QSettings,
-                QIcon,
-                QFile,
-                QUiLoader,
-                Qt,
-            )
-        },
-    )
+    """The ``Q*`` widget and layout classes above, and the few others the code and the wrapper use."""
+    others = (QObject, QTimer, QSettings, QIcon, QFile, QUiLoader, Qt)
+    classes = {**_named("Q", UI_CLASSES), **LAYOUT_CLASSES, **{cls.__name__: cls for cls in others}}
+    return stand_in_module("qt", classes)
 
 
 def ctk_module() -> types.ModuleType:
-    return stand_in_module("ctk", {cls.__name__: cls for cls in (ctkCollapsibleButton, ctkPathLineEdit)})
+    return stand_in_module("ctk", _named("ctk", UI_CLASSES))
 
 
 def slicer_widget_classes() -> dict:
     """The ``slicer.q*`` classes (qMRMLWidgets kit) the .ui and the wrapper use."""
-    return {cls.__name__: cls for cls in (qMRMLWidget, qMRMLNodeComboBox)}
+    return _named("qMRML", UI_CLASSES)
