@@ -23,6 +23,7 @@ def segment(  # noqa: PLR0913  (the public one-call API: keyword options, like T
     *,
     device: str = "auto",
     overlap: float | None = None,
+    batch_size: int | None = None,
     series_uid: str | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -30,7 +31,7 @@ def segment(  # noqa: PLR0913  (the public one-call API: keyword options, like T
     """Segment one image (a file, a DICOM folder or an ``Image``); write ``output`` when given."""
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     image = input if isinstance(input, Image) else read_image(input, series_uid=series_uid)
-    labels = segment_image(image, loaded, overlap=overlap, progress=progress)
+    labels = segment_image(image, loaded, overlap=overlap, batch_size=batch_size, progress=progress)
     if output is not None:
         save_labels(output, labels, loaded, overwrite=overwrite)
     return labels

@@ -208,3 +208,45 @@ def test_module_entry_point_runs_the_same_command():
         [sys.executable, "-m", "LungLiverSegLib.cli", "evaluate", "--help"], capture_output=True, text=True
     )
     assert completed.returncode == 0 and "--tolerance-mm" in completed.stdout
+
+
+def test_batch_size_reaches_the_network(models, ct_file, tmp_path, capsys, monkeypatch):
+    """``--batch-size`` was parsed and then dropped: the bundle's batch of 2 ran whatever was asked."""
+    from LungLiverSegLib.segmentation import segment as segment_module
+
+    batches: list[int] = []
+    load_model = segment_module.load_model
+
+    def load_and_watch(*args, **kwargs):
+        loaded = load_model(*args, **kwargs)
+        loaded.network.register_forward_pre_hook(lambda _, inputs: batches.append(inputs[0].shape[0]))
+        return loaded
+
+    monkeypatch.setattr(segment_module, "load_model", load_and_watch)
+    arguments = ["segment", str(ct_file), str(tmp_path / "o.nii.gz"), "--model", MODEL, "--progress", "none"]
+    code, _, err = run([*arguments, "--batch-size", "1"], capsys)
+    assert code == 0, err
+    assert batches and max(batches) == 1
+    batches.clear()
+    code, _, err = run([*arguments, "--batch-size", "3", "--overwrite"], capsys)
+    assert code == 0, err
+    assert max(batches) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x"])
+def test_batch_size_must_be_a_positive_whole_number(value, models, ct_file, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", str(ct_file), str(tmp_path / "o.nii.gz"), "--model", MODEL, "--batch-size", value])
+    assert exit_info.value.code == 2
+    assert "--batch-size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tolerance", ["-1", "nan", "0", "inf"])
+def test_evaluate_refuses_a_tolerance_that_is_not_a_distance(tolerance, tmp_path, capsys):
+    truth = np.zeros((4, 6, 6), np.uint8)
+    truth[1:3, 2:4, 2:4] = 1
+    gt_path = write_image(tmp_path / "gt.nii.gz", Image(truth, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)))
+    code, out, err = run(["evaluate", str(gt_path), str(gt_path), "--tolerance-mm", "1", tolerance], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("lunglivseg: error:") and "tolerances must be positive" in err
+    assert len(err.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from LungLiverSegLib.cli.events import SegmentationDone, SegmentationProgress
-from LungLiverSegLib.cli.options import add_runtime_options
+from LungLiverSegLib.cli.options import add_runtime_options, positive_int
 from LungLiverSegLib.errors import LungLiverSegError
 from LungLiverSegLib.progress import CancelToken, Progress, ProgressEvent
 from LungLiverSegLib.tables import progress_bar
@@ -26,7 +26,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--model", default="lungs-ct-3d", help="model name (see `lunglivseg models`) or path")
     add_runtime_options(cmd)
     cmd.add_argument("--overlap", type=float, default=None, help="sliding-window overlap 0..0.9")
-    cmd.add_argument("--batch-size", type=int, default=None, help="windows or slices per forward pass")
+    cmd.add_argument(
+        "--batch-size", type=positive_int, default=None, help="windows or slices per forward pass"
+    )
     cmd.add_argument("--series-uid", default=None, help="DICOM SeriesInstanceUID when a folder has several")
     cmd.add_argument(
         "--format", default=".nii.gz", help="output suffix for folder input (.nii.gz, .seg.nrrd)"
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
             target,
             loaded,
             overlap=args.overlap,
+            batch_size=args.batch_size,
             series_uid=args.series_uid,
             overwrite=args.overwrite,
             progress=progress,

@@ -20,7 +20,7 @@ from typing import Any, overload
 import numpy as np
 
 from LungLiverSegLib.dataset.layout import case_id
-from LungLiverSegLib.errors import InputImageError
+from LungLiverSegLib.errors import InputImageError, LungLiverSegError
 from LungLiverSegLib.evaluation import metrics
 from LungLiverSegLib.geometry import Image, grid_difference
 from LungLiverSegLib.imageio import WRITABLE_SUFFIXES, read_image, split_image_name
@@ -74,6 +74,16 @@ def _label_array(image: Image, path: Path) -> np.ndarray:
     return array.astype(np.int32)
 
 
+def check_tolerances(tolerances_mm: Sequence[float]) -> None:
+    """Refuse NSD tolerances that are not positive distances: a negative or NaN tolerance gives
+    an NSD that looks like a score but measures nothing."""
+    bad = [value for value in tolerances_mm if not (math.isfinite(value) and value > 0)]
+    if not tolerances_mm or bad:
+        raise LungLiverSegError(
+            f"NSD tolerances must be positive distances in mm, got {', '.join(map(str, tolerances_mm)) or 'none'}"
+        )
+
+
 def _score(
     pred_labels: np.ndarray, gt: Image, labels: dict[int, str] | None, tolerances_mm: Sequence[float]
 ) -> dict[str, dict[str, float]]:
@@ -88,6 +98,7 @@ def evaluate_pair(
     tolerances_mm: Sequence[float] = (1.0, 2.0),
 ) -> CaseResult:
     """Score one predicted label file against its truth (both must share one voxel grid)."""
+    check_tolerances(tolerances_mm)
     pred_path, gt_path = Path(pred_path), Path(gt_path)
     pred, gt = read_image(pred_path), read_image(gt_path)
     difference = grid_difference(pred, gt)
@@ -160,6 +171,7 @@ def evaluate_folders(
     A case without prediction counts as an empty prediction (Dice 0); predictions without truth
     are listed in ``extra_predictions`` and not scored.
     """
+    check_tolerances(tolerances_mm)
     pred_files, gt_files = _label_files(Path(pred_dir)), _label_files(Path(gt_dir))
     if not gt_files:
         raise InputImageError(f"{gt_dir}: no label files ({', '.join(LABEL_FILE_SUFFIXES)})")

@@ -31,7 +31,7 @@ import torch
 from LungLiverSegLib.bundle.catalogue import find_model
 from LungLiverSegLib.bundle.spec import ModelBundle
 from LungLiverSegLib.bundle.weights import load_network
-from LungLiverSegLib.errors import ExecutionPlanWarning, InputImageError
+from LungLiverSegLib.errors import ExecutionPlanWarning, InputImageError, LungLiverSegError
 from LungLiverSegLib.geometry import Image, as_volume
 from LungLiverSegLib.progress import Progress
 from LungLiverSegLib.segmentation.input_checks import check_input, check_prediction
@@ -87,6 +87,8 @@ def segment_image(  # noqa: PLR0913  (the public entry point: image and model, t
     progress: Progress | None = None,
 ) -> Image:
     """Segment ``image`` with ``model``; return a uint8 label image on the input's exact grid."""
+    if batch_size is not None and batch_size < 1:
+        raise LungLiverSegError(f"batch size must be at least 1, got {batch_size}")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     bundle = loaded.bundle
     progress = progress or Progress(stages=STAGES)
