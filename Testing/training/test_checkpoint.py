@@ -69,3 +69,25 @@ def test_history_of_an_older_checkpoint_gets_todays_metric_names():
         {"epoch": 2, "loss": 0.5, "val": {"dice": {"lungs": 0.8}, "nsd@2mm": {"lungs": 0.7}}},
     ]
     assert checkpoint.current_history(checkpoint.current_history(older)) == checkpoint.current_history(older)
+
+
+class _WritesAFileWhenUnpickled:
+    """A pickle payload: unpickling it would call ``Path.touch`` on ``marker``."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_checkpoint_holding_a_pickled_object_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / checkpoint.LAST
+    torch.save({"epoch": 3, "payload": _WritesAFileWhenUnpickled(str(marker))}, path)
+    with pytest.raises(TrainingConfigError, match="not one that lunglivseg train wrote") as error:
+        checkpoint.load_checkpoint(path, CPU)
+    assert "\n" not in str(error.value) and "weights_only" not in str(error.value)
+    assert not marker.exists()
