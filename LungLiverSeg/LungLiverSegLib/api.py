@@ -12,7 +12,7 @@ from pathlib import Path
 
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import read_image, write_segmentation
-from LungLiverSegLib.progress import Progress
+from LungLiverSegLib.progress import Progress, StageClock
 from LungLiverSegLib.segmentation.segment import LoadedModel, load_model, segment_image
 
 
@@ -28,12 +28,20 @@ def segment(  # noqa: PLR0913  (the public one-call API: keyword options, like T
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Image:
-    """Segment one image (a file, a DICOM folder or an ``Image``); write ``output`` when given."""
+    """Segment one image (a file, a DICOM folder or an ``Image``); write ``output`` when given.
+
+    The result's ``metadata["stage_seconds"]`` says where the time went (read, preprocess,
+    network, back to grid, postprocess, write)."""
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
-    image = input if isinstance(input, Image) else read_image(input, series_uid=series_uid)
+    clock = StageClock()
+    with clock.stage("read"):
+        image = input if isinstance(input, Image) else read_image(input, series_uid=series_uid)
     labels = segment_image(image, loaded, overlap=overlap, batch_size=batch_size, progress=progress)
+    clock.seconds.update(labels.metadata["stage_seconds"])
     if output is not None:
-        save_labels(output, labels, loaded, overwrite=overwrite)
+        with clock.stage("write"):
+            save_labels(output, labels, loaded, overwrite=overwrite)
+    labels.metadata["stage_seconds"] = clock.seconds
     return labels
 
 

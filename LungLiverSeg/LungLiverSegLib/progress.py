@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from LungLiverSegLib.errors import Cancelled
 
@@ -87,3 +88,22 @@ class Progress:
         eta = elapsed * (1.0 - self.fraction) / self.fraction if self.fraction > 0.02 else None
         if self.callback is not None:
             self.callback(ProgressEvent(self.fraction, stage, elapsed, eta))
+
+
+@dataclass
+class StageClock:
+    """Wall seconds spent in each named stage of one run, in the order the stages were entered.
+
+    What a user or ``bench/bench_stages.py`` reads to see where a run's time went (is it the
+    network, or everything around it?); a stage entered twice adds up.
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start

@@ -157,3 +157,20 @@ def test_loading_and_segmenting_never_import_monai(tmp_path, dims):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_run_says_where_its_time_went(tmp_path):
+    """``stage_seconds`` names every stage, in order, and adds up to the call's wall time."""
+    import time
+
+    from LungLiverSegLib.api import segment
+    from LungLiverSegLib.imageio import write_image
+
+    source = write_image(tmp_path / "ct.nii.gz", ellipsoid_ct())
+    start = time.perf_counter()
+    labels = segment(source, tmp_path / "labels.nii.gz", threshold_model())
+    wall = time.perf_counter() - start
+    stages = labels.metadata["stage_seconds"]
+    assert list(stages) == ["read", "preprocess", "network", "back to grid", "postprocess", "write"]
+    assert all(seconds > 0 for seconds in stages.values())
+    assert 0.8 * wall <= sum(stages.values()) <= wall

@@ -33,7 +33,7 @@ from LungLiverSegLib.bundle.spec import ModelBundle
 from LungLiverSegLib.bundle.weights import load_network
 from LungLiverSegLib.errors import ExecutionPlanWarning, InputImageError, LungLiverSegError
 from LungLiverSegLib.geometry import Image, as_volume
-from LungLiverSegLib.progress import Progress
+from LungLiverSegLib.progress import Progress, StageClock
 from LungLiverSegLib.segmentation.input_checks import check_input, check_prediction
 from LungLiverSegLib.segmentation.memory import ExecutionPlan, JobSize, plan_execution
 from LungLiverSegLib.segmentation.postprocess import postprocess_labels
@@ -92,31 +92,32 @@ def segment_image(  # noqa: PLR0913  (the public entry point: image and model, t
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     bundle = loaded.bundle
     progress = progress or Progress(stages=STAGES)
+    clock = StageClock()
     source = str(image.metadata.get("source_path", "input image"))
-    check_input(image, bundle, source)
-
-    progress.update("preprocess", 0.0)
-    volume = as_volume(image)
-    plan = _plan(volume, bundle, loaded.device, batch_size)
-    for note in plan.notes:
-        warnings.warn(note, ExecutionPlanWarning, stacklevel=2)
-    prepared = prepare(image, bundle.preprocessing)
-    progress.update("preprocess", 1.0)
-
-    probabilities = predict(prepared.tensor, loaded, plan, overlap, progress)
-    if prepared.body is not None:
-        outside_body(probabilities, prepared.body)
-    unsure, outside = check_prediction(probabilities, prepared.tensor, bundle, source)
-    progress.update("postprocess", 0.0)
-    labels = probabilities_to_labels(probabilities, prepared.crop_shape)
-    del probabilities
-    spacing_kji = prepared.oriented.spacing[::-1]
-    intensities = prepared.oriented.array[prepared.crop_box]
-    labels = postprocess_labels(labels, spacing_kji, bundle.postprocessing, intensities)
-    progress.update("postprocess", 0.8)
-    result = prepared.to_input_grid(labels, image)
-    result.metadata["unsure_ratio"] = unsure
-    result.metadata["histogram_distance"] = outside
+    with clock.stage("preprocess"):
+        check_input(image, bundle, source)
+        progress.update("preprocess", 0.0)
+        plan = _plan(as_volume(image), bundle, loaded.device, batch_size)
+        for note in plan.notes:
+            warnings.warn(note, ExecutionPlanWarning, stacklevel=2)
+        prepared = prepare(image, bundle.preprocessing)
+        progress.update("preprocess", 1.0)
+    with clock.stage("network"):
+        probabilities = predict(prepared.tensor, loaded, plan, overlap, progress)
+    with clock.stage("back to grid"):
+        if prepared.body is not None:
+            outside_body(probabilities, prepared.body)
+        unsure, outside = check_prediction(probabilities, prepared.tensor, bundle, source)
+        progress.update("postprocess", 0.0)
+        labels = probabilities_to_labels(probabilities, prepared.crop_shape)
+        del probabilities
+    with clock.stage("postprocess"):
+        spacing_kji = prepared.oriented.spacing[::-1]
+        intensities = prepared.oriented.array[prepared.crop_box]
+        labels = postprocess_labels(labels, spacing_kji, bundle.postprocessing, intensities)
+        progress.update("postprocess", 0.8)
+        result = prepared.to_input_grid(labels, image)
+    result.metadata.update(unsure_ratio=unsure, histogram_distance=outside, stage_seconds=clock.seconds)
     progress.update("postprocess", 1.0)
     return result
 
