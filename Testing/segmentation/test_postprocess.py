@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from LungLiverSegLib.bundle.spec import DensityCheckSpec, PostprocessingSpec
-from LungLiverSegLib.segmentation.postprocess import (
-    drop_small_components,
-    keep_largest_component,
-    postprocess_labels,
-)
+from LungLiverSegLib.segmentation.postprocess import fill_holes, keep_largest_component, postprocess_labels
+from scipy import ndimage
 
 
 def test_largest_component_joins_corners_by_default_and_only_faces_with_connectivity_1():
@@ -28,15 +26,20 @@ def _without(mask: np.ndarray, voxel: tuple[int, ...]) -> np.ndarray:
     return result
 
 
-def test_drop_small_components_keeps_only_components_of_the_minimum_size():
+def test_min_volume_keeps_only_components_of_the_minimum_size_joined_at_corners():
     mask = np.zeros((5, 5), bool)
     mask[0, 0:3] = True  # 3 pixels
     mask[4, 4] = True  # 1 pixel
     mask[1:3, 3:5] = True  # 4 pixels, touching the first only at a corner: one 7-pixel component
-    kept = drop_small_components(mask, 2)
-    np.testing.assert_array_equal(kept, _without(mask, (4, 4)))
-    assert not drop_small_components(mask, 8).any()
-    assert drop_small_components(mask, 1) is mask
+    labels = mask.astype(np.uint8)
+
+    def cleaned(min_volume_ml: float) -> np.ndarray:
+        spec = PostprocessingSpec(min_volume_ml=min_volume_ml)
+        return postprocess_labels(labels.copy(), (10.0, 10.0), spec) == 1  # 0.1 mL per pixel
+
+    np.testing.assert_array_equal(cleaned(0.2), _without(mask, (4, 4)))
+    assert not cleaned(0.8).any()
+    np.testing.assert_array_equal(cleaned(0.1), mask)
 
 
 def test_postprocessing_keeps_largest_component_and_fills_holes_without_stealing():
@@ -92,3 +95,75 @@ def test_density_check_drops_small_components_that_are_not_aerated_and_keeps_who
     assert np.array_equal(
         postprocess_labels(labels.copy(), (1.0, 1.0, 1.0), spec), labels
     )  # no image: no check
+
+
+IN_PLANE = np.zeros((3, 3, 3), bool)
+IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
+
+
+@pytest.mark.parametrize(
+    "structure",
+    [None, IN_PLANE, ndimage.generate_binary_structure(3, 2), ndimage.generate_binary_structure(3, 3)],
+    ids=["faces", "in-plane", "edges", "corners"],
+)
+def test_fill_holes_is_scipys_binary_fill_holes(structure):
+    generator = np.random.default_rng(0)
+    for _ in range(60):
+        shape = tuple(generator.integers(1, 12, 3))
+        mask = ndimage.binary_dilation(generator.random(shape) < generator.uniform(0.05, 0.4))
+        np.testing.assert_array_equal(fill_holes(mask, structure), ndimage.binary_fill_holes(mask, structure))
+    flat = ndimage.binary_dilation(generator.random((30, 30)) < 0.2)
+    np.testing.assert_array_equal(fill_holes(flat), ndimage.binary_fill_holes(flat))
+
+
+def _straightforward_postprocessing(
+    labels: np.ndarray, intensities: np.ndarray, spec: PostprocessingSpec, voxel_ml: float
+) -> np.ndarray:
+    """The clean-up written the plain way, label by label on the whole array with scipy's own
+    functions: the reference for ``postprocess_labels``'s shared labelling and bounding boxes."""
+    corners = ndimage.generate_binary_structure(3, 3)
+    check = spec.density_check
+    assert check is not None
+    for value in check.labels:
+        components, count = ndimage.label(labels == value, corners)
+        for index in range(1, count + 1):
+            inside = intensities[components == index]
+            small = inside.size < check.below_ml / voxel_ml
+            air = (inside < check.air_below).mean()
+            unlike_lung = inside.mean() > check.max_mean or air > check.max_air_fraction
+            if small and unlike_lung:
+                labels[components == index] = 0
+    min_voxels = np.ceil(spec.min_volume_ml / voxel_ml)
+    for value in range(1, int(labels.max()) + 1):
+        mask = labels == value
+        components, count = ndimage.label(mask, corners)
+        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+        if value in spec.largest_component and count:
+            cleaned = components == int(sizes.argmax()) + 1
+        else:
+            cleaned = np.isin(components, np.flatnonzero(sizes >= min_voxels) + 1)
+        if value in spec.fill_holes:
+            cleaned = ndimage.binary_fill_holes(cleaned) & ((labels == 0) | mask)
+        labels[mask & ~cleaned] = 0
+        labels[cleaned & ~mask] = value
+    return labels
+
+
+def test_postprocessing_matches_the_straightforward_clean_up_on_random_organs():
+    generator = np.random.default_rng(3)
+    spec = PostprocessingSpec(
+        largest_component=(2,),
+        fill_holes=(1, 3),
+        min_volume_ml=0.004,
+        density_check=DensityCheckSpec((1, 3), 0.03, -500.0, -950.0, 0.35),
+    )
+    for _ in range(20):
+        shape = (14, 20, 22)
+        blobs = ndimage.gaussian_filter(generator.random((4, *shape)), 1.5)
+        labels = np.where(blobs.max(0) > 0.5, blobs.argmax(0), 0).astype(np.uint8)
+        labels[generator.random(shape) < 0.03] = 0  # holes, some of them enclosed
+        intensities = generator.choice([-1000.0, -850.0, -300.0, 40.0], size=shape)
+        intensities = ndimage.uniform_filter(intensities, 3)
+        expected = _straightforward_postprocessing(labels.copy(), intensities, spec, 0.001)
+        found = postprocess_labels(labels.copy(), (1.0, 1.0, 1.0), spec, intensities)
+        np.testing.assert_array_equal(found, expected)

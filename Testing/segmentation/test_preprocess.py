@@ -12,9 +12,9 @@ from factories import ellipsoid_ct, threshold_bundle
 from LungLiverSegLib import geometry
 from LungLiverSegLib.bundle.spec import IntensitySpec
 from LungLiverSegLib.segmentation.preprocess import (
-    argmax_channels,
     body_mask,
     intensity_histogram,
+    labels_from_scores,
     normalize_intensity,
     prepare,
     probabilities_to_labels,
@@ -113,14 +113,15 @@ def test_separable_label_resampling_matches_trilinear_interpolation():
     np.testing.assert_array_equal(probabilities_to_labels(probabilities, shape), expected)
 
 
-def test_argmax_channels_is_torch_argmax_with_ties_to_the_lower_channel():
-    scores = torch.tensor([[0.2, 0.5, 0.5], [0.7, 0.1, 0.7], [0.1, 0.4, 0.3]])[
+def test_labels_from_scores_is_torch_argmax_with_the_background_at_zero_and_ties_to_the_lower_class():
+    scores = torch.tensor([[0.2, 0.5, 0.5, -0.1], [0.7, 0.1, 0.7, -0.3], [0.0, 0.4, 0.3, 0.0]])[
         None, :, :, None
-    ]  # [1, C=3, 3, 1]
-    labels = argmax_channels(scores)
+    ]  # [1, C - 1 = 3, 4, 1]: classes 1..3 against the background
+    labels = labels_from_scores(scores)
     assert labels.dtype == torch.uint8
-    np.testing.assert_array_equal(labels[0, :, 0].numpy(), [1, 0, 1])
-    np.testing.assert_array_equal(labels.numpy(), scores.argmax(1).numpy())
+    np.testing.assert_array_equal(labels[0, :, 0].numpy(), [2, 1, 2, 0])
+    with_background = torch.cat([torch.zeros_like(scores[:, :1]), scores], dim=1)
+    np.testing.assert_array_equal(labels.numpy(), with_background.argmax(1).numpy())
 
 
 @pytest.mark.parametrize(
