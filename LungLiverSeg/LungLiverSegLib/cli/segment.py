@@ -39,11 +39,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     from LungLiverSegLib.api import segment
+    from LungLiverSegLib.segmentation.memory import reuse_freed_memory
     from LungLiverSegLib.segmentation.segment import STAGES, load_model
 
     if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
         raise LungLiverSegError(f"--overlap must be in [0, 1), got {args.overlap}")
     cases = segmentation_cases(args.input, args.output, args.format)
+    reuse_freed_memory()
     loaded = load_model(args.model, args.device, args.threads)
     report = progress_printer(args.progress)
     for number, (source, target) in enumerate(cases, start=1):

@@ -12,7 +12,9 @@ layers.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,3 +154,30 @@ def _fit_gpu(
             return device, torch.device("cpu"), size, windows
     notes.append(f"not enough free GPU memory ({free / GIB:.1f} GiB usable): running on the CPU")
     return torch.device("cpu"), torch.device("cpu"), batch_size, 0
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+"""glibc's ``mallopt`` parameter numbers (malloc.h)."""
+KEPT_FREE_BYTES = GIB
+"""Freed memory at the top of the heap that glibc keeps for the next allocation instead of
+returning it to the system."""
+
+
+def reuse_freed_memory() -> bool:
+    """Let this process reuse the memory of freed large arrays instead of returning it at once.
+
+    glibc gives every block above 32 MB its own ``mmap`` and unmaps it when freed, so each
+    activation of each window, and each full-resolution array of the way back, is paged in and
+    zeroed by the kernel again: on a 2-core machine that is 0.6 s of a chest CT's first window and
+    a fifth of every later one. Served from the heap instead, freed blocks are reused. A process
+    setting: the command line (and the Slicer module's child process, which runs it) asks for it;
+    a Python program that imports the library keeps its own. Returns whether it took effect
+    (glibc only; elsewhere nothing changes).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEPT_FREE_BYTES))
