@@ -12,14 +12,18 @@ from factories import ellipsoid_ct, threshold_bundle
 from LungLiverSegLib import geometry
 from LungLiverSegLib.bundle.spec import IntensitySpec
 from LungLiverSegLib.segmentation.preprocess import (
+    IN_PLANE,
     body_mask,
+    grow_in_plane,
     intensity_histogram,
     labels_from_scores,
     normalize_intensity,
     prepare,
     probabilities_to_labels,
+    shrink_in_plane,
     target_shape,
 )
+from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 
@@ -141,3 +145,17 @@ def test_to_input_grid_undoes_the_crop_and_the_reorientation_exactly(direction):
     assert restored.spacing == image.spacing and restored.origin == image.origin
     np.testing.assert_array_equal(restored.direction, image.direction)
     assert restored.metadata == {"source_path": "ct.nii.gz"}
+
+
+def test_in_plane_morphology_is_scipys():
+    generator = np.random.default_rng(1)
+    for _ in range(30):
+        shape = tuple(generator.integers(1, 14, 3))
+        mask = generator.random(shape) < generator.uniform(0.2, 0.9)
+        for steps in (1, 2, 3):
+            np.testing.assert_array_equal(
+                shrink_in_plane(mask, steps), ndimage.binary_erosion(mask, IN_PLANE, iterations=steps)
+            )
+            np.testing.assert_array_equal(
+                grow_in_plane(mask, steps), ndimage.binary_dilation(mask, IN_PLANE, iterations=steps)
+            )
