@@ -6,13 +6,17 @@ The dataset format itself is tested in ``Testing/dataset/test_dataset_export.py`
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from LungLiverSegLib.cli import main
-from LungLiverSegLib.dataset.export import read_dataset
+from LungLiverSegLib.dataset import export as dataset_export
+from LungLiverSegLib.dataset.export import LOCK_FILE, read_dataset
 from LungLiverSegLib.demo.phantom import PHANTOM_LABELS
+from LungLiverSegLib.files import exclusive_lock
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio.images import write_image, write_segmentation
 
@@ -38,6 +42,30 @@ def files(tmp_path: Path) -> Path:
     write_image(tmp_path / "proposal.nii.gz", boxes(image, lung_shift_i=2))
     write_image(tmp_path / "lungs.nii.gz", image.with_array((boxes(image).array == 1).astype(np.uint8)))
     return tmp_path
+
+
+@pytest.fixture
+def noisy_ct(tmp_path: Path) -> list[str]:
+    """IMAGE and LABEL arguments: a noise CT of 1 MB (its write takes a while) and its labels."""
+    voxels = np.random.default_rng(0).integers(-1000, 1000, (32, 128, 128)).astype(np.int16)
+    image = Image(voxels, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    labels = image.with_array(np.where(voxels > 700, 1, np.where(voxels < -900, 2, 0)).astype(np.uint8))
+    write_image(tmp_path / "ct.nii.gz", image)
+    write_segmentation(tmp_path / "approved.seg.nrrd", labels, LABELS)
+    return [str(tmp_path / "ct.nii.gz"), str(tmp_path / "approved.seg.nrrd")]
+
+
+def export_at_once(arguments: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """``lunglivseg export`` processes started together, each with its own arguments, once all ended."""
+    command = [sys.executable, "-m", "LungLiverSegLib.cli", "export"]
+    processes = [
+        subprocess.Popen([*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for args in arguments
+    ]
+    return [
+        subprocess.CompletedProcess(process.args, process.wait(timeout=120), *process.communicate())
+        for process in processes
+    ]
 
 
 def export(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -112,3 +140,37 @@ def test_a_model_names_the_datasets_channel_after_its_modality(tmp_path: Path, c
     code, _, err = export([*arguments, "--labels-from-model", "lungs-cxr-2d"], capsys)
     assert code == 0, err
     assert json.loads((root / "dataset.json").read_text())["channel_names"] == {"0": "CXR"}
+
+
+def test_exports_started_together_are_all_listed(noisy_ct: list[str], tmp_path: Path):
+    root = tmp_path / "ds"
+    runs = export_at_once([[*noisy_ct, str(root), "--case-id", f"p{n}"] for n in range(4)])
+    assert [(run.returncode, run.stderr) for run in runs] == [(0, "")] * 4
+    assert sorted(case.case_id for case in read_dataset(root).cases) == ["p0", "p1", "p2", "p3"]
+
+
+def test_of_two_exports_of_one_case_started_together_one_wins(noisy_ct: list[str], tmp_path: Path):
+    root = tmp_path / "ds"
+    runs = export_at_once([[*noisy_ct, str(root), "--case-id", "p1"]] * 2)
+    assert sorted(run.returncode for run in runs) == [0, 2]
+    [loser] = [run for run in runs if run.returncode == 2]
+    assert loser.stderr.count("\n") == 1
+    assert loser.stderr.startswith(
+        f"lunglivseg: error: {root}: case 'p1' already exists; pass overwrite=True"
+    )
+    assert [case.case_id for case in read_dataset(root).cases] == ["p1"]
+
+
+def test_a_dataset_another_export_keeps_busy_is_one_line_after_the_wait(
+    files: Path, capsys, monkeypatch: pytest.MonkeyPatch
+):
+    root = files / "ds"
+    monkeypatch.setattr(dataset_export, "LOCK_WAIT_S", 0.2)
+    arguments = [str(files / "ct.nii.gz"), str(files / "approved.seg.nrrd"), str(root), "--case-id", "p1"]
+    with exclusive_lock(root / LOCK_FILE, wait_s=0, busy=AssertionError("not free at first")):
+        code, out, err = export(arguments, capsys)
+    assert (code, out) == (2, "")
+    assert (
+        err == f"lunglivseg: error: dataset {root} is busy (another export is writing to it); waited 0.2 s\n"
+    )
+    assert export(arguments, capsys)[0] == 0

@@ -19,6 +19,7 @@ from LungLiverSegLib.dataset.export import (
     validate_case_id,
 )
 from LungLiverSegLib.demo.phantom import PHANTOM_LABELS
+from LungLiverSegLib.files import is_temporary
 from LungLiverSegLib.geometry import Image, same_grid
 from LungLiverSegLib.imageio.images import read_image, write_image
 from LungLiverSegLib.labels import LabelInfo
@@ -263,7 +264,7 @@ def test_crash_before_dataset_json_leaves_the_previous_dataset(
     assert [case.case_id for case in read_dataset(tmp_path).cases] == ["a"]
     assert dataset_json(tmp_path)["numTraining"] == 1
     assert [case.case_id for case in open_dataset(tmp_path, load_config("phantom-ct-3d")).cases] == ["a"]
-    assert not [p for p in tmp_path.rglob(".*")]  # no temporary file left behind
+    assert not [p for p in tmp_path.rglob("*") if is_temporary(p)]  # no temporary file left behind
     export_case(tmp_path, "b", image, boxes(image, 1), LABELS)  # debris replaced without overwrite
     assert [case.case_id for case in read_dataset(tmp_path).cases] == ["a", "b"]
     assert read_dataset(tmp_path).cases[1].correction is None

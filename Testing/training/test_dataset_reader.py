@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from factories import write_png
+from LungLiverSegLib.files import temporary_path
 from LungLiverSegTraining.config import load_config
 from LungLiverSegTraining.dataset_reader import label_lookup, load_case, make_split, open_dataset
 from LungLiverSegTraining.errors import DatasetError
@@ -98,6 +99,24 @@ def test_a_broken_case_is_reported(tmp_path, file, array, origin, message):
     write_nifti(folder / file, array, origin=origin)
     with pytest.raises(DatasetError, match=message):
         load_all(folder)
+
+
+def test_hidden_files_and_half_written_temporary_files_are_not_cases(tmp_path):
+    """A killed export leaves ``.tmp-<hex>.nii.gz`` in imagesTr, macOS copies leave ``._<name>``:
+    neither is a case, with or without a "training" list (nnU-Net v2 needs none)."""
+    folder = small_msd(tmp_path / "msd")
+    temporary_path(folder / "imagesTr" / "case_3_0000.nii.gz").write_bytes(b"half a NIfTI")
+    (folder / "imagesTr" / "._case_0_0000.nii.gz").write_bytes(b"Finder metadata")
+    assert [case.case_id for case in open_dataset(folder, load_config("phantom-ct-3d")).cases] == [
+        "case_0",
+        "case_1",
+        "case_2",
+    ]
+    write_png(tmp_path / "2d" / "images" / "10001_1.png", np.full((16, 16), 100))
+    write_png(tmp_path / "2d" / "masks" / "10001_1.png", np.eye(16))
+    temporary_path(tmp_path / "2d" / "images" / "10001_2.png").write_bytes(b"half a PNG")
+    dataset = open_dataset(tmp_path / "2d", load_config("liver-ct-2d"))
+    assert [case.case_id for case in dataset.cases] == ["10001_1"]
 
 
 def test_a_config_label_missing_from_the_dataset_is_reported(tmp_path):

@@ -9,6 +9,9 @@ Two layouts are read:
   volume) of ``10001_102.png`` is the part before the last ``_`` (``10001``), so slices of one
   volume never end up on both sides of the split.
 
+Hidden files are never cases: the half-written temporary file a killed export leaves (the
+``.tmp-`` names of ``LungLiverSegLib.files``), a macOS ``._`` copy of an image's metadata.
+
 The MSD / nnU-Net names and dataset.json are read through ``LungLiverSegLib.dataset.layout``,
 the module export writes them with. Every problem is a ``DatasetError`` naming the file, because
 a training run that dies an hour in on a mislabelled case wastes far more time than a check up
@@ -28,6 +31,7 @@ import numpy as np
 from LungLiverSegLib.dataset import layout
 from LungLiverSegLib.dataset.layout import DATASET_JSON, NNUNET_SPLITS
 from LungLiverSegLib.errors import LungLiverSegError
+from LungLiverSegLib.files import is_hidden
 from LungLiverSegLib.geometry import Image, grid_difference
 from LungLiverSegLib.imageio import read_image, split_image_name
 from LungLiverSegLib.imageio.suffixes import PICTURE_SUFFIXES
@@ -147,13 +151,23 @@ def _open_image_folders(root: Path, config: TrainingConfig) -> Dataset:
             "masks of the same file names)"
         )
     cases = []
-    for image in sorted(p for p in (root / "images").iterdir() if split_image_name(p)[1] in PICTURE_SUFFIXES):
+    for image in _pictures(root / "images"):
         mask = masks_folder / image.name
         if not mask.is_file():
             raise DatasetError(f"{image}: no mask {mask.name} in {masks_folder}")
         case_id = split_image_name(image)[0]
         cases.append(Case(case_id, case_id.rsplit("_", 1)[0] if "_" in case_id else case_id, image, mask))
     return Dataset(root, _unique_cases(cases, root / "images"), dict(config.label_names))
+
+
+def _pictures(folder: Path) -> list[Path]:
+    """The 2D images of ``folder``; hidden files (a writer's temporary file, a macOS ``._`` copy)
+    are no one's images."""
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if split_image_name(path)[1] in PICTURE_SUFFIXES and not is_hidden(path)
+    )
 
 
 # ------------------------------------------------------------------------------------------

@@ -16,8 +16,12 @@ cases.jsonl, then dataset.json, each atomically. A crash at any moment therefore
 previous dataset intact; files or a record of a case that dataset.json does not list are debris
 of an interrupted export, replaced by the next export of that id without ``overwrite``.
 Overwriting first unlists the case, so a crash mid-overwrite never leaves a listed case whose
-image and label come from two different exports. Two exports into one dataset at the same
-moment are not supported (there is no lock): the last one to write dataset.json wins.
+image and label come from two different exports.
+
+Exports into one dataset take turns: each holds the dataset's lock (``LOCK_FILE``, an OS lock
+that dies with its process) from reading dataset.json to writing it, and a second export waits
+for it (``LOCK_WAIT_S``). Holding it, an export also removes the temporary files that killed
+exports left: no other writer can be using them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from __future__ import annotations
 import getpass
 import json
 import re
+import warnings
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,28 +43,33 @@ from LungLiverSegLib.bundle.json_fields import JsonFields
 from LungLiverSegLib.bundle.model_json import label_to_json, parse_labels
 from LungLiverSegLib.dataset import layout
 from LungLiverSegLib.dataset.layout import CASES_JSONL, DATASET_JSON
-from LungLiverSegLib.errors import LungLiverSegError
+from LungLiverSegLib.errors import LungLiverSegError, LungLiverSegWarning
 from LungLiverSegLib.evaluation.evaluate import json_safe
 from LungLiverSegLib.evaluation.metrics import NSD_KEY, NSD_TOLERANCE_MM, mask_metrics
-from LungLiverSegLib.files import write_text_atomic
+from LungLiverSegLib.files import exclusive_lock, is_hidden, remove_temporaries, write_text_atomic
 from LungLiverSegLib.geometry import Image, grid_difference
 from LungLiverSegLib.imageio import write_image
 from LungLiverSegLib.labels import LabelMap
 from LungLiverSegLib.tables import text_table
 
-DATASET_PARTS = frozenset(
-    {DATASET_JSON, CASES_JSONL, layout.IMAGES_FOLDER, layout.LABELS_FOLDER, layout.PREDICTIONS_FOLDER}
-)
+CASE_FOLDERS = (layout.IMAGES_FOLDER, layout.LABELS_FOLDER, layout.PREDICTIONS_FOLDER)
+DATASET_PARTS = frozenset({DATASET_JSON, CASES_JSONL, *CASE_FOLDERS})
 DESCRIPTION = "Segmentations approved in LungLiverSeg; the model proposals are in predictions/"
 UNKNOWN_MODALITY = layout.CT_CHANNEL  # what every export wrote before the modality was passed in
 OWN_SECTION = "lunglivseg"
 MAX_CASE_ID_LENGTH = 100
 NOT_CASE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_LABEL_VALUE = 255  # labels are stored as uint8
+LOCK_FILE = ".lunglivseg.lock"  # hidden: no reader takes it for data, and a new dataset may hold it
+LOCK_WAIT_S = 60.0  # an export holds the lock for seconds (a large CT on a slow disk: tens)
 
 
 class DatasetExportError(LungLiverSegError):
     """An export would break the dataset (label map, grid, case id, existing case) or cannot read it."""
+
+
+class StaleTemporariesRemoved(LungLiverSegWarning):
+    """An earlier export into this dataset was killed mid-write; its temporary files are removed."""
 
 
 class ModelId(TypedDict):
@@ -181,26 +192,63 @@ def export_case(  # noqa: PLR0913  (the public one-call export: keyword options)
         _checked_labels(approved, image, label_map, "approved"),
         None if proposal is None else _checked_labels(proposal, image, label_map, "proposal"),
     )
-    now = _now()
+    record = _make_record(case, label_map, source, model, _now())  # the metrics: outside the lock
+    _refuse_foreign_folder(root)
+    with _dataset_lock(root):
+        _remove_stale_temporaries(root)
+        description = _description_to_extend(root, label_map, modality, record.exported_at)
+        _add_case(root, description, case, record, overwrite=overwrite)
+    return record
+
+
+def _dataset_lock(root: Path) -> AbstractContextManager[None]:
+    """Held from reading the dataset to writing it: exports into one dataset take turns."""
+    busy = DatasetExportError(
+        f"dataset {root} is busy (another export is writing to it); waited {LOCK_WAIT_S:g} s"
+    )
+    return exclusive_lock(root / LOCK_FILE, wait_s=LOCK_WAIT_S, busy=busy)
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Every export writes holding the lock, which we hold: a temporary file in the dataset is
+    the leftover of an export that was killed (kill -9, a power cut). Remove it, and say so."""
+    sizes = remove_temporaries([root, *(root / folder for folder in CASE_FOLDERS)])
+    if sizes:
+        count = f"{len(sizes)} temporary file{'s' if len(sizes) > 1 else ''}"
+        warnings.warn(
+            StaleTemporariesRemoved(
+                f"{root}: removed {count} ({sum(sizes) / 1e6:.1f} MB) left by an export that was interrupted"
+            ),
+            stacklevel=3,  # export_case's caller
+        )
+
+
+def _description_to_extend(root: Path, label_map: LabelMap, modality: str | None, now: str) -> dict[str, Any]:
+    """The dataset's dataset.json (a new one on first use), once this export is known to fit it."""
     if (root / DATASET_JSON).exists():
         description = _read_description(root)
     else:
         description = _new_description(root, label_map, modality or UNKNOWN_MODALITY, now)
     _check_same_label_map(_dataset_label_map(description, root), label_map, root)
     _check_same_modality(description, modality, root)
+    return description
+
+
+def _add_case(
+    root: Path, description: dict[str, Any], case: _Case, record: CaseRecord, *, overwrite: bool
+) -> None:
+    """The case's files, its record, then dataset.json listing it: the commit point."""
     records = _read_records(root)
     case_ids = _complete_case_ids(root, _listed_case_ids(description, root), records)
-    _check_case_is_free(root, case_id, case_ids, overwrite)
-    record = _make_record(case, label_map, source, model, now)
-    if case_id in case_ids:
-        case_ids.remove(case_id)
-        _write_description(root, _listing(description, case_ids, now))
+    _check_case_is_free(root, case.case_id, case_ids, overwrite)
+    if case.case_id in case_ids:
+        case_ids.remove(case.case_id)
+        _write_description(root, _listing(description, case_ids, record.exported_at))
     _write_case_files(root, case)
-    records[case_id] = record
-    case_ids.append(case_id)
+    records[case.case_id] = record
+    case_ids.append(case.case_id)
     _write_records(root, [records[listed] for listed in case_ids])
-    _write_description(root, _listing(description, case_ids, now))
-    return record
+    _write_description(root, _listing(description, case_ids, record.exported_at))
 
 
 def _validated_label_map(label_map: LabelMap) -> LabelMap:
@@ -389,15 +437,22 @@ def _complete_case_ids(root: Path, listed: list[str], records: dict[str, CaseRec
 # --- dataset.json ----------------------------------------------------------------------------
 
 
+def _refuse_foreign_folder(root: Path) -> None:
+    """A folder without dataset.json becomes a dataset only when it is new, empty or holds no more
+    than an interrupted first export (hidden files aside): a user's files are never mixed in.
+    Checked before the lock file is created, which would be left in the user's folder."""
+    if not root.is_dir() or (root / DATASET_JSON).exists():
+        return
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in DATASET_PARTS and not is_hidden(p))
+    if foreign:
+        raise DatasetExportError(
+            f"{root}: holds other files ({', '.join(foreign[:3])}) and no {DATASET_JSON}; "
+            "export into an empty or new folder"
+        )
+
+
 def _new_description(root: Path, label_map: LabelMap, modality: str, now: str) -> dict[str, Any]:
-    """dataset.json of an empty dataset; the folder may hold only an interrupted first export."""
-    if root.exists():
-        foreign = sorted(p.name for p in root.iterdir() if p.name not in DATASET_PARTS and p.name[0] != ".")
-        if foreign:
-            raise DatasetExportError(
-                f"{root}: holds other files ({', '.join(foreign[:3])}) and no {DATASET_JSON}; "
-                "export into an empty or new folder"
-            )
+    """dataset.json of an empty dataset (the folder passed ``_refuse_foreign_folder``)."""
     own = {"label_map": _label_map_to_json(label_map), "created": now, "updated": now}
     labels = {value: info.name for value, info in label_map.items()}
     return layout.dataset_json(

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from LungLiverSegLib.files import is_hidden
 from LungLiverSegLib.imageio.suffixes import VOLUME_SUFFIXES, split_image_name
 from LungLiverSegLib.jsonio import read_json, write_json
 
@@ -150,7 +151,8 @@ def found_cases(root: Path, error_type: type[Exception]) -> list[tuple[str, Path
     """``(case id, image, label)`` for every single-channel image in ``imagesTr`` (no "training" list).
 
     nnU-Net names channel ``n`` of a case ``<case>_000n``; an image named like a second channel
-    means a multi-channel dataset, which the models here cannot take.
+    means a multi-channel dataset, which the models here cannot take. Hidden files are no cases:
+    the half-written temporary file of a killed export, a macOS ``._`` copy of an image's metadata.
     """
     images_folder, labels_folder = root / IMAGES_FOLDER, root / LABELS_FOLDER
     for folder in (images_folder, labels_folder):
@@ -159,7 +161,7 @@ def found_cases(root: Path, error_type: type[Exception]) -> list[tuple[str, Path
     cases = []
     for image in sorted(images_folder.iterdir()):
         stem, suffix = split_image_name(image)
-        if suffix not in VOLUME_SUFFIXES:
+        if suffix not in VOLUME_SUFFIXES or is_hidden(image):
             continue
         channel = stem.rpartition("_")[2]
         if not stem.endswith(CHANNEL_SUFFIX) and "_" in stem and channel.isdigit() and len(channel) == 4:
