@@ -84,13 +84,15 @@ def test_json_progress_lines_for_programs(models, ct_file, tmp_path, capsys):
 
 
 def test_folder_of_images_is_segmented_with_one_model_load(models, tmp_path, capsys):
-    """Other files and segmentations beside the images are no inputs."""
+    """Other files, segmentations and hidden files (a temporary file a killed writer left) beside
+    the images are no inputs."""
     cases = tmp_path / "cases"
     for seed in (1, 2):
         ct, truth, label_map = make_phantom(size=(40, 32, 20), spacing=(4.0, 4.0, 6.0), seed=seed)
         write_image(cases / f"case{seed}.nii.gz", ct)
     write_segmentation(cases / "case1.seg.nrrd", truth, label_map)
     (cases / "notes.txt").write_text("case 2 is the harder one")
+    (cases / ".tmp-0123abcd.nii.gz").write_bytes((cases / "case2.nii.gz").read_bytes()[:1000])
     code, _, err = run(
         ["segment", str(cases), str(tmp_path / "preds"), "--model", MODEL, "--progress", "none"], capsys
     )

@@ -80,13 +80,15 @@ def segmentation_cases(source: Path, target: Path, suffix: str) -> list[tuple[Pa
 
 def _image_stems(folder: Path) -> dict[Path, str]:
     """The image files in ``folder``, sorted, with their names' stems (a ``.seg.nrrd`` is a
-    segmentation, not an input)."""
+    segmentation, not an input; a hidden file, such as a half-written temporary one, is no one's
+    input)."""
+    from LungLiverSegLib.files import is_hidden
     from LungLiverSegLib.imageio import SEGMENTATION_SUFFIX, split_image_name
 
     stems = {}
     for path in sorted(folder.iterdir()):
         stem, kind = split_image_name(path)
-        if kind not in ("", SEGMENTATION_SUFFIX) and path.is_file():
+        if kind not in ("", SEGMENTATION_SUFFIX) and path.is_file() and not is_hidden(path):
             stems[path] = stem
     return stems
 
