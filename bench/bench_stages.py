@@ -21,6 +21,7 @@ whole abdominal CT of ``ct_abdomen_totalseg_example``, ``lungs-ct-3d`` on a gene
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -61,21 +62,27 @@ def synthetic_chest_ct(slices: int, path: Path) -> Path:
 
 def measure(image: str, model: str, output: str, runs: int, threads: int) -> dict:
     """This process's stage medians, end-to-end median and network-only time (see the module)."""
+    from LungLiverSegLib import progress
     from LungLiverSegLib.api import segment
     from LungLiverSegLib.segmentation import memory
     from LungLiverSegLib.segmentation.segment import load_model
 
-    if hasattr(memory, "reuse_freed_memory"):  # what `lunglivseg segment` does, where it does it
+    if hasattr(memory, "reuse_freed_memory"):  # what `lunglivseg segment` does (a baseline may not)
         memory.reuse_freed_memory()
+    takes_clock = "clock" in inspect.signature(segment).parameters
     loaded = load_model(model, "cpu", threads)
     batches: list[tuple[int, ...]] = []
     hook = loaded.network.register_forward_pre_hook(lambda _, inputs: batches.append(tuple(inputs[0].shape)))
     stages, totals = [], []
     for run in range(runs):
+        clock = progress.StageClock()
         start = time.perf_counter()
-        labels = segment(image, output, loaded, overwrite=True)
+        if takes_clock:
+            segment(image, output, loaded, overwrite=True, clock=clock)
+        else:  # a baseline from before the clock: 00194e1 kept the stages in the metadata
+            clock.seconds = segment(image, output, loaded, overwrite=True).metadata.get("stage_seconds", {})
         totals.append(time.perf_counter() - start)
-        stages.append(labels.metadata.get("stage_seconds", {}))
+        stages.append(clock.seconds)
         if run == 0:
             hook.remove()
     return {

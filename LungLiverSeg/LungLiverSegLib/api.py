@@ -27,21 +27,22 @@ def segment(  # noqa: PLR0913  (the public one-call API: keyword options, like T
     series_uid: str | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    clock: StageClock | None = None,
 ) -> Image:
     """Segment one image (a file, a DICOM folder or an ``Image``); write ``output`` when given.
 
-    The result's ``metadata["stage_seconds"]`` says where the time went (read, preprocess,
+    ``clock`` (when given) says where the time went: seconds per stage (read, preprocess,
     network, back to grid, postprocess, write)."""
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
-    clock = StageClock()
+    clock = clock or StageClock()
     with clock.stage("read"):
         image = input if isinstance(input, Image) else read_image(input, series_uid=series_uid)
-    labels = segment_image(image, loaded, overlap=overlap, batch_size=batch_size, progress=progress)
-    clock.seconds.update(labels.metadata["stage_seconds"])
+    labels = segment_image(
+        image, loaded, overlap=overlap, batch_size=batch_size, progress=progress, clock=clock
+    )
     if output is not None:
         with clock.stage("write"):
             save_labels(output, labels, loaded, overwrite=overwrite)
-    labels.metadata["stage_seconds"] = clock.seconds
     return labels
 
 

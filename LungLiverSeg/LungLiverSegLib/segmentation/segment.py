@@ -85,14 +85,18 @@ def segment_image(  # noqa: PLR0913  (the public entry point: image and model, t
     overlap: float | None = None,
     batch_size: int | None = None,
     progress: Progress | None = None,
+    clock: StageClock | None = None,
 ) -> Image:
-    """Segment ``image`` with ``model``; return a uint8 label image on the input's exact grid."""
+    """Segment ``image`` with ``model``; return a uint8 label image on the input's exact grid.
+
+    ``clock`` (when given) gets the seconds of each stage: preprocess, network, back to grid,
+    postprocess."""
     if batch_size is not None and batch_size < 1:
         raise LungLiverSegError(f"batch size must be at least 1, got {batch_size}")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     bundle = loaded.bundle
     progress = progress or Progress(stages=STAGES)
-    clock = StageClock()
+    clock = clock or StageClock()
     source = str(image.metadata.get("source_path", "input image"))
     with clock.stage("preprocess"):
         check_input(image, bundle, source)
@@ -117,7 +121,7 @@ def segment_image(  # noqa: PLR0913  (the public entry point: image and model, t
         labels = postprocess_labels(labels, spacing_kji, bundle.postprocessing, intensities)
         progress.update("postprocess", 0.8)
         result = prepared.to_input_grid(labels, image)
-    result.metadata.update(unsure_ratio=unsure, histogram_distance=outside, stage_seconds=clock.seconds)
+    result.metadata.update(unsure_ratio=unsure, histogram_distance=outside)
     progress.update("postprocess", 1.0)
     return result
 
