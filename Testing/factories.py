@@ -6,7 +6,9 @@ One place for them, so that no test imports another test module or conftest.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,6 +99,24 @@ def random_state_dict(bundle: ModelBundle, seed: int = 0) -> dict[str, torch.Ten
 def save_tiny_bundle(folder: Path, bundle: ModelBundle | None = None) -> Path:
     bundle = bundle or make_bundle()
     return save_bundle(folder, bundle, random_state_dict(bundle))
+
+
+def zip_bundle(folder: Path, zip_path: Path) -> Path:
+    """A .zip of a bundle folder as one is downloaded: its files in a folder of the same name."""
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for file in folder.iterdir():
+            archive.write(file, f"{folder.name}/{file.name}")
+    return zip_path
+
+
+def forge_weights(folder: Path, weights: bytes) -> Path:
+    """Give the bundle at ``folder`` the weights file ``weights`` and record its sha256 in
+    model.json, as the bundle's author can: the checksum then holds, whatever the bytes are."""
+    (folder / "model.safetensors").write_bytes(weights)
+    document = json.loads((folder / "model.json").read_text())
+    document["weights"]["sha256"] = hashlib.sha256(weights).hexdigest()
+    (folder / "model.json").write_text(json.dumps(document))
+    return folder
 
 
 def save_bundled_models(folder: Path, *bundles: ModelBundle) -> Path:

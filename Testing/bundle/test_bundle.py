@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import torch
-from factories import RIGHT, make_bundle, random_state_dict, save_tiny_bundle
+from factories import RIGHT, forge_weights, make_bundle, random_state_dict, save_tiny_bundle
+from LungLiverSegLib.bundle import networks, weights
 from LungLiverSegLib.bundle.model_json import bundle_from_json, bundle_to_json, load_bundle, sha256_of_file
 from LungLiverSegLib.bundle.networks import build_network
 from LungLiverSegLib.bundle.spec import (
@@ -20,7 +21,7 @@ from LungLiverSegLib.bundle.spec import (
 )
 from LungLiverSegLib.bundle.weights import load_network, save_bundle
 from LungLiverSegLib.errors import BundleError
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
 
 
 @pytest.fixture
@@ -138,7 +139,35 @@ CORRUPTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("corrupt", "field"), CORRUPTIONS, ids=[field for _, field in CORRUPTIONS])
+def _label(name: str) -> dict[str, Any]:
+    return {"name": name, "color": [0.5, 0.5, 0.5]}
+
+
+def _nested(depth: int) -> object:
+    value: object = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+HOSTILE = [  # issue 16, class 4: each crashed the loader, or passed to fail much later
+    (_set("labels.\u00b2", _label("superscript two")), "labels.\u00b2"),
+    (_set("labels.\uff11", _label("full-width one")), "labels.\uff11"),
+    (_set("labels.0001", _label("leading zeros")), "labels.0001"),
+    (_set("labels.256", _label("beyond uint8")), "labels.256"),
+    (_set("postprocessing.min_volume_ml", 10**400), "postprocessing.min_volume_ml"),
+    (_set("dims", 3.0), "dims"),
+    (_set("name", "a" * 65), "name"),
+    (_set("inference.patch_size", [10**6] * 3), "inference.patch_size"),
+    (_set("inference.batch_size", 10**9), "inference.batch_size"),
+    (_set("in_channels", 10**9), "in_channels"),
+    (_set("provenance.notes", _nested(40)), "provenance.notes"),
+]
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "field"), CORRUPTIONS + HOSTILE, ids=[field for _, field in CORRUPTIONS + HOSTILE]
+)
 def test_validation_error_names_file_and_field(
     saved_folder: Path, corrupt: Callable[[dict[str, Any]], object], field: str
 ) -> None:
@@ -154,6 +183,67 @@ def test_not_a_bundle_and_bad_json_are_bundle_errors(tmp_path: Path, saved_folde
     (saved_folder / "model.json").write_text("{ not json")
     with pytest.raises(BundleError, match=re.escape("cannot read model.json")):
         load_bundle(saved_folder)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("[" * 100_000, "nested too deeply"), ('{"schema_version": 1' + "0" * 5000 + "}", "4300 digits")],
+    ids=["deeper than the JSON reader recurses", "an integer Python will not convert"],
+)
+def test_a_model_json_python_cannot_parse_is_one_bundle_error(
+    saved_folder: Path, text: str, reason: str
+) -> None:
+    (saved_folder / "model.json").write_text(text)
+    with pytest.raises(BundleError, match=rf"model\.json: cannot read model\.json: .*{reason}"):
+        load_bundle(saved_folder)
+
+
+def test_a_weights_header_that_claims_exabytes_is_refused_reading_nothing(saved_folder: Path) -> None:
+    forge_weights(saved_folder, (1 << 62).to_bytes(8, "little") + b"{}")
+    with pytest.raises(
+        BundleError, match="not a valid safetensors file: a header of 4611686018427387904 bytes"
+    ):
+        load_bundle(saved_folder, verify_checksum=False)
+
+
+def test_weights_are_checked_against_a_network_that_holds_no_memory_first(
+    saved_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misfit is found before a real network is allocated or a tensor is read."""
+    wider = replace(
+        make_bundle(), architecture=ArchitectureSpec("UNet", {"channels": [4, 16], "strides": [2]})
+    )
+    misfit = save(random_state_dict(wider))
+    fitting = (saved_folder / "model.safetensors").read_bytes()
+    devices: list[str] = []
+    original = networks.build_network
+
+    def recording(*arguments: Any) -> torch.nn.Module:
+        devices.append(torch.empty(0).device.type)
+        return original(*arguments)
+
+    monkeypatch.setattr(networks, "build_network", recording)
+    monkeypatch.setattr(weights, "build_network", recording)
+    forge_weights(saved_folder, misfit)
+    with pytest.raises(BundleError, match="do not fit the network"):
+        load_network(load_bundle(saved_folder))
+    assert devices == ["meta"]
+    forge_weights(saved_folder, fitting)
+    load_network(load_bundle(saved_folder))
+    assert devices == ["meta", "meta", "cpu"]
+
+
+def test_a_layer_argument_asking_for_terabytes_is_refused_before_allocating(saved_folder: Path) -> None:
+    params = {
+        "channels": [4, 8],
+        "strides": [2],
+        "num_res_units": 0,
+        "act": ["prelu", {"num_parameters": 1 << 40}],
+    }
+    rewrite_model_json(saved_folder, _set("architecture.params", params))
+    refusal = r"model\.json: architecture\.params: the network would have [\d,]+ weights, more than 268,"
+    with pytest.raises(BundleError, match=refusal):
+        load_network(load_bundle(saved_folder, verify_checksum=False))
 
 
 def _flip_one_byte(path: Path) -> None:
@@ -191,7 +281,7 @@ def test_weights_missing_a_tensor_are_refused_naming_it(tmp_path: Path, saved_fo
 def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
     bundle = make_bundle()
     wider = replace(bundle, architecture=ArchitectureSpec("UNet", {"channels": [4, 16], "strides": [2]}))
-    with pytest.raises(BundleError, match="weight shapes do not fit"):
+    with pytest.raises(BundleError, match="weight shapes or dtypes do not fit"):
         save_bundle(tmp_path / "model", bundle, random_state_dict(wider))
 
 
@@ -235,6 +325,37 @@ def test_semver_key_orders_prereleases_before_releases() -> None:
 def test_bad_architecture_is_reported_by_field(name: str, params: dict[str, Any], field: str) -> None:
     with pytest.raises(BundleError) as raised:
         build_network(ArchitectureSpec(name, params), 3, 1, 2)
+    assert str(raised.value).startswith(field)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"channels": [4, 4096], "strides": [2]}, "architecture.params.channels"),
+        ({"channels": [4] * 9, "strides": [2] * 8}, "architecture.params.channels"),
+        ({"channels": [4, 8], "strides": [16]}, "architecture.params.strides"),
+        ({"channels": [4, 8], "strides": [2], "kernel_size": 17}, "architecture.params.kernel_size"),
+        (
+            {"channels": [4, 8], "strides": [2], "up_kernel_size": [3, 3, 0]},
+            "architecture.params.up_kernel_size",
+        ),
+        ({"channels": [4, 8], "strides": [2], "num_res_units": 9}, "architecture.params.num_res_units"),
+        (
+            {"channels": [4, 8], "strides": [2], "adn_ordering": "NDA" * 1000},
+            "architecture.params.adn_ordering",
+        ),
+        (
+            {"channels": [4, 8], "strides": [2], "act": ["prelu", {"device": "meta"}]},
+            "architecture.params.act",
+        ),
+    ],
+    ids=["wide", "deep", "stride", "kernel", "up kernel", "units", "ordering", "device"],
+)
+def test_architecture_sizes_are_bounded_and_placement_is_the_loaders(
+    params: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(BundleError) as raised:
+        build_network(ArchitectureSpec("UNet", params), 3, 1, 2)
     assert str(raised.value).startswith(field)
 
 

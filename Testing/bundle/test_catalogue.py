@@ -1,72 +1,22 @@
-"""Model catalogue: listing bundled and user models, choosing by name, safe offline import."""
+"""Model catalogue: listing bundled and user models, choosing by name, and never letting a user
+copy that cannot run hide one that can."""
 
 from __future__ import annotations
 
 import json
 import re
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from factories import REPO_ROOT, make_bundle, save_tiny_bundle
-from LungLiverSegLib.bundle.catalogue import (
-    find_model,
-    format_models_table,
-    import_model,
-    installed_model,
-    list_models,
-)
+from factories import REPO_ROOT, forge_weights, make_bundle, save_tiny_bundle, zip_bundle
+from LungLiverSegLib.bundle.catalogue import find_model, format_models_table, installed_model, list_models
+from LungLiverSegLib.bundle.importing import import_model
 from LungLiverSegLib.bundle.model_json import load_bundle
-from LungLiverSegLib.errors import BundleError
+from LungLiverSegLib.errors import BundleError, LungLiverSegWarning
 from LungLiverSegLib.paths import BUNDLED_MODELS_ENV, USER_MODELS_ENV, bundled_models_dir, user_models_dir
 
 REPO_MODELS = REPO_ROOT / "Resources" / "Models"
-
-
-@pytest.fixture
-def bundled_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A bundled models folder with one shipped bundle listed in Models.json."""
-    folder = tmp_path / "bundled"
-    save_tiny_bundle(folder / "shipped-ct-v2.0.0", make_bundle(name="shipped-ct", version="2.0.0"))
-    entry = {
-        "name": "shipped-ct",
-        "version": "2.0.0",
-        "folder": "shipped-ct-v2.0.0",
-        "title": "Shipped model",
-        "modality": "CT",
-        "dims": 3,
-        "segments": ["right lung", "left lung"],
-        "license": "Apache-2.0",
-        "cpu_time_s": 40,
-        "gpu_time_s": None,
-    }
-    (folder / "Models.json").write_text(json.dumps({"schema_version": 1, "models": [entry]}))
-    monkeypatch.setenv(BUNDLED_MODELS_ENV, str(folder))
-    return folder
-
-
-@pytest.fixture
-def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "user-models"
-    monkeypatch.setenv(USER_MODELS_ENV, str(folder))
-    return folder
-
-
-@pytest.fixture
-def source_bundle(tmp_path: Path) -> Path:
-    return save_tiny_bundle(tmp_path / "downloads" / "tiny-lungs-v1.0.0")
-
-
-def zip_folder(folder: Path, zip_path: Path) -> Path:
-    with zipfile.ZipFile(zip_path, "w") as archive:
-        for file in folder.iterdir():
-            archive.write(file, f"{folder.name}/{file.name}")
-    return zip_path
-
-
-def installed_folders(user_dir: Path) -> list[str]:
-    return sorted(path.name for path in user_dir.iterdir())
 
 
 def test_default_folders_are_the_repository_resources_and_the_home_folder(
@@ -77,52 +27,6 @@ def test_default_folders_are_the_repository_resources_and_the_home_folder(
     assert bundled_models_dir() == REPO_MODELS
     assert user_models_dir() == Path.home() / ".lunglivseg" / "models"
     assert json.loads((REPO_MODELS / "Models.json").read_text())["schema_version"] == 1
-
-
-def test_import_from_folder_installs_a_validated_copy(source_bundle: Path, user_dir: Path) -> None:
-    entry = import_model(source_bundle)
-    assert (entry.name, entry.version, entry.source) == ("tiny-lungs", "1.0.0", "user")
-    assert entry.folder == user_dir / "tiny-lungs-v1.0.0"
-    assert entry.segments == ("right lung", "left lung")
-    assert entry.cpu_time_s == 3.0
-    assert installed_folders(user_dir) == ["tiny-lungs-v1.0.0"]
-    assert load_bundle(entry.folder).weights_sha256 == load_bundle(source_bundle).weights_sha256
-
-
-def test_import_from_zip(source_bundle: Path, user_dir: Path, tmp_path: Path) -> None:
-    entry = import_model(zip_folder(source_bundle, tmp_path / "tiny.zip"))
-    assert entry.folder == user_dir / "tiny-lungs-v1.0.0"
-    assert find_model("tiny-lungs").folder == entry.folder
-
-
-@pytest.mark.parametrize("member", ["../evil", "/tmp/evil", "bundle/../../evil", "C:/evil"])
-def test_import_refuses_a_zip_that_writes_outside_its_folder(
-    source_bundle: Path, user_dir: Path, tmp_path: Path, member: str
-) -> None:
-    zip_path = zip_folder(source_bundle, tmp_path / "evil.zip")
-    with zipfile.ZipFile(zip_path, "a") as archive:
-        archive.writestr(member, "payload")
-    with pytest.raises(BundleError, match="unsafe member"):
-        import_model(zip_path)
-    assert not (tmp_path / "evil").exists()
-    assert installed_folders(user_dir) == []
-
-
-def test_import_refuses_a_corrupt_bundle_and_leaves_nothing(source_bundle: Path, user_dir: Path) -> None:
-    weights = source_bundle / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
-    with pytest.raises(BundleError, match=re.escape("weights.sha256")):
-        import_model(source_bundle)
-    assert installed_folders(user_dir) == []
-
-
-def test_import_refuses_the_same_version_unless_overwrite(source_bundle: Path, user_dir: Path) -> None:
-    import_model(source_bundle)
-    with pytest.raises(BundleError, match="already exists"):
-        import_model(source_bundle)
-    entry = import_model(source_bundle, overwrite=True)
-    assert entry.folder == user_dir / "tiny-lungs-v1.0.0"
-    assert installed_folders(user_dir) == ["tiny-lungs-v1.0.0"]
 
 
 def test_installed_model_is_the_users_copy_that_an_import_of_that_version_replaces(
@@ -170,6 +74,15 @@ def test_a_bundle_with_the_old_nsd_key_still_installs_and_lists(tmp_path: Path, 
     assert load_bundle(entry.folder).validation == validation
 
 
+def test_timings_too_large_for_a_float_are_listed_as_unknown(tmp_path: Path, user_dir: Path) -> None:
+    """JSON integers have no limit; formatting 10**400 seconds for the table would overflow."""
+    huge = replace(make_bundle(name="slow-lungs"), validation={"cpu_time_s": 10**400, "gpu_time_s": 2})
+    import_model(save_tiny_bundle(tmp_path / "slow", huge))
+    [entry] = [entry for entry in list_models() if entry.name == "slow-lungs"]
+    assert (entry.cpu_time_s, entry.gpu_time_s) == (None, 2.0)
+    assert "slow-lungs" in format_models_table([entry])
+
+
 def test_empty_catalogue_tells_how_to_import(bundled_dir: Path, user_dir: Path) -> None:
     assert "lunglivseg models import" in format_models_table([])
 
@@ -187,7 +100,8 @@ def test_find_model_picks_the_newest_version_unless_one_is_named(
     bundled_dir: Path, user_dir: Path, tmp_path: Path
 ) -> None:
     for version in ("2.0.0", "2.1.0", "10.0.0-rc.1"):
-        import_model(save_tiny_bundle(tmp_path / version, make_bundle(name="shipped-ct", version=version)))
+        bundle = make_bundle(name="shipped-ct", version=version)
+        import_model(save_tiny_bundle(tmp_path / version, bundle), replace=True)
     assert find_model("shipped-ct").version == "10.0.0-rc.1"
     bundled = find_model("shipped-ct@2.0.0")
     assert bundled.version == "2.0.0"
@@ -208,7 +122,55 @@ def test_find_model_unknown_name_lists_the_available_ones(
 
 def test_find_model_accepts_a_folder_or_zip_path(source_bundle: Path, user_dir: Path, tmp_path: Path) -> None:
     assert find_model(str(source_bundle)).folder == source_bundle
-    from_zip = find_model(zip_folder(source_bundle, tmp_path / "tiny.zip"))
+    from_zip = find_model(zip_bundle(source_bundle, tmp_path / "tiny.zip"))
     assert from_zip.name == "tiny-lungs"
     assert (from_zip.folder / "model.safetensors").is_file()
     assert not user_dir.exists()
+
+
+# --- a user copy that cannot run never hides a bundled model that can (issue 16, class 6) ----
+
+
+def _install_by_hand(user_dir: Path, version: str) -> Path:
+    """A user copy of shipped-ct, put in the user folder without an import (as older
+    LungLiverSeg versions installed bundles: checked against their checksum only)."""
+    bundle = make_bundle(name="shipped-ct", version=version)
+    return save_tiny_bundle(user_dir / f"shipped-ct-v{version}", bundle)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "listed_as"),
+    [
+        (lambda folder: forge_weights(folder, b"not a safetensors file"), "not a valid safetensors file"),
+        (lambda folder: (folder / "model.json").write_text("{"), "cannot read model.json"),
+    ],
+    ids=["foreign weights, matching checksum", "unreadable model.json"],
+)
+def test_a_broken_user_copy_is_listed_broken_and_the_bundled_model_runs_instead(
+    bundled_dir: Path, user_dir: Path, tmp_path: Path, breakage, listed_as: str
+) -> None:
+    copy = _install_by_hand(user_dir, "3.0.0")
+    breakage(copy)
+    [user] = [entry for entry in list_models() if entry.source == "user"]
+    assert (user.name, user.version) == ("shipped-ct", "3.0.0") and listed_as in user.error
+    with pytest.warns(
+        LungLiverSegWarning, match=r"shipped-ct 3\.0\.0 \(user\) .* cannot run, so shipped-ct 2\.0\.0"
+    ):
+        assert find_model("shipped-ct").folder == bundled_dir / "shipped-ct-v2.0.0"
+
+
+def test_a_user_copy_failing_its_checksum_gives_way_to_the_bundled_version(
+    bundled_dir: Path, user_dir: Path, tmp_path: Path
+) -> None:
+    """Same version: the user copy would win the tie, but its weights were altered since."""
+    weights = _install_by_hand(user_dir, "2.0.0") / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x01")
+    with pytest.warns(LungLiverSegWarning, match=r"weights\.sha256"):
+        assert find_model("shipped-ct@2.0.0").folder == bundled_dir / "shipped-ct-v2.0.0"
+
+
+def test_when_nothing_of_a_name_can_run_the_error_says_why(user_dir: Path, tmp_path: Path) -> None:
+    weights = save_tiny_bundle(user_dir / "tiny-lungs-v1.0.0") / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x01")
+    with pytest.raises(BundleError, match=r"weights\.sha256: .* does not match"):
+        find_model("tiny-lungs")

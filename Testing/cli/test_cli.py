@@ -175,6 +175,19 @@ def test_models_lists_and_imports(models, tmp_path, capsys, monkeypatch):
     assert (models / "other-v2.0.0" / "model.json").exists()
 
 
+def test_models_import_changes_what_a_name_runs_only_with_replace(models, tmp_path, capsys):
+    newer = save_tiny_bundle(tmp_path / "incoming" / "newer", make_bundle(name=MODEL, version="2.0.0"))
+    code, out, err = run(["models", "import", str(newer)], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    [line] = err.splitlines()
+    assert f"--model {MODEL} runs {MODEL} 1.0.0 (user)" in line and "add --replace" in line
+    assert not (models / f"{MODEL}-v2.0.0").exists()
+
+    code, out, _ = run(["models", "import", str(newer), "--replace"], capsys)
+    assert code == 0
+    assert out.splitlines()[1] == f"--model {MODEL} now runs 2.0.0 (imported from {newer}), was 1.0.0 (user)"
+
+
 def test_evaluate_prints_a_table_and_json(tmp_path, capsys):
     truth = np.zeros((10, 20, 20), np.uint8)
     truth[2:8, 5:15, 5:15] = 1

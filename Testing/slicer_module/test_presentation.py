@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from factories import make_bundle, save_bundled_models, save_tiny_bundle
-from LungLiverSegLib.bundle.catalogue import find_model, import_model
+from LungLiverSegLib.bundle.catalogue import find_model
+from LungLiverSegLib.bundle.importing import import_model
 from LungLiverSegLib.paths import BUNDLED_MODELS_ENV, USER_MODELS_ENV
 from LungLiverSegLib.slicer_module import presentation
 from LungLiverSegLib.slicer_module.process import ProgressUpdate
@@ -77,7 +78,8 @@ def test_a_stored_model_is_shown_by_the_item_that_runs_it():
 def test_a_users_copy_of_a_bundled_version_is_one_item_describing_the_copy_that_runs(
     user_dir: Path, tmp_path: Path
 ):
-    import_model(save_tiny_bundle(tmp_path / "copy", make_bundle(name="lungs-ct-3d", version="0.1.1")))
+    copy = save_tiny_bundle(tmp_path / "copy", make_bundle(name="lungs-ct-3d", version="0.1.1"))
+    import_model(copy, replace=True)  # the bundled 0.1.1 no longer runs under its name: asked for
     [choice] = presentation.model_choices()
     assert (choice.key, choice.text) == ("lungs-ct-3d@0.1.1", "lungs-ct-3d 0.1.1 (yours)")
     assert find_model(choice.key).folder == user_dir / "lungs-ct-3d-v0.1.1"

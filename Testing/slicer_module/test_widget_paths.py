@@ -22,7 +22,7 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install 'slicer-core==5.11.*')")
 
 from factories import make_bundle, save_bundled_models, save_tiny_bundle  # noqa: E402
-from LungLiverSegLib.bundle.catalogue import import_model  # noqa: E402
+from LungLiverSegLib.bundle.importing import import_model  # noqa: E402
 from LungLiverSegLib.cli.train_request import TrainRequest  # noqa: E402
 from LungLiverSegLib.geometry import Image  # noqa: E402
 from LungLiverSegLib.paths import BUNDLED_MODELS_ENV, USER_MODELS_ENV  # noqa: E402

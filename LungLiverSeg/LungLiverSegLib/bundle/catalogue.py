@@ -1,9 +1,14 @@
-"""Which models exist, where they live, and how a user adds one.
+"""Which models exist, where they live, and which one a name runs.
 
 Two sources: the bundles shipped with the extension, listed in ``Resources/Models/Models.json``
-(cheap to list: no bundle is opened), and the user's own folder, where ``import_model`` installs
-validated bundles as ``<name>-v<version>/``. Everything works offline; an import is atomic so a
-failed or interrupted one never leaves a half-installed model that would later be picked.
+(cheap to list: no bundle is opened), and the user's own folder, where ``importing.import_model``
+installs validated bundles as ``<name>-v<version>/``. Everything works offline.
+
+A name runs its newest version, a user's copy winning a tie with a bundled one; but a copy that
+cannot run (listed as broken, with the reason) never hides one that can: ``find_model`` skips it
+with a warning that says what runs instead. The user's folder also holds the hidden staging
+folders of imports (``.import-*``): one left behind by a killed import is removed by the next
+import or listing, never one whose import is still running (an import holds the folder's lock).
 """
 
 from __future__ import annotations
@@ -12,14 +17,16 @@ import os
 import re
 import shutil
 import tempfile
-import zipfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from LungLiverSegLib.bundle.json_fields import JsonFields
+from LungLiverSegLib.bundle.json_fields import JsonFields, is_number
 from LungLiverSegLib.bundle.model_json import load_bundle
+from LungLiverSegLib.bundle.sources import copy_bundle, open_source
 from LungLiverSegLib.bundle.spec import (
-    MODEL_CARD,
     MODEL_JSON,
     NAME_RULE,
     SEMVER_RULE,
@@ -27,7 +34,8 @@ from LungLiverSegLib.bundle.spec import (
     TextRule,
     semver_key,
 )
-from LungLiverSegLib.errors import BundleError
+from LungLiverSegLib.errors import BundleError, LungLiverSegWarning
+from LungLiverSegLib.files import exclusive_lock
 from LungLiverSegLib.jsonio import read_json
 from LungLiverSegLib.paths import bundled_models_dir, user_models_dir
 from LungLiverSegLib.tables import text_table
@@ -37,9 +45,11 @@ SUPPORTED_CATALOGUE_VERSIONS = (1,)
 FOLDER_NAME_RULE = TextRule(
     re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"), "a folder name in the models folder"
 )
-MAX_ZIP_MEMBERS = 100
-MAX_ZIP_BYTES = 4 << 30  # far above any sensible bundle; refuses zip bombs before extracting
+UNKNOWN_VERSION = "?"
 USER, BUNDLED = "user", "bundled"
+STAGING_PREFIX = ".import-"
+LOCK_FILE = ".import.lock"
+IMPORT_WAIT_S = 60.0
 
 # Bundles given as a .zip path to find_model are extracted once per process and removed at exit.
 _SESSION_EXTRACTIONS: list[tempfile.TemporaryDirectory[str]] = []
@@ -49,8 +59,9 @@ _SESSION_EXTRACTIONS: list[tempfile.TemporaryDirectory[str]] = []
 class CatalogueEntry:
     """One model as listed: enough to choose it without loading its weights.
 
-    ``error`` is set (and the other fields are placeholders) for a user bundle that fails
-    validation, so a listing shows what is broken instead of crashing.
+    ``error`` is set (and the other fields are placeholders, but for the name and version that
+    its folder's name gives) for a user bundle that fails validation, so a listing shows what is
+    broken instead of crashing.
     """
 
     name: str
@@ -65,6 +76,54 @@ class CatalogueEntry:
     folder: Path
     source: str
     error: str | None = None
+
+    @property
+    def described(self) -> str:
+        """``name version (source)``, as messages name the entry."""
+        return f"{self.name} {self.version} ({self.source})"
+
+
+# --------------------------------------------------------------------------------------------
+# The user's folder: its lock, and the staging of imports
+# --------------------------------------------------------------------------------------------
+
+
+class _ImportRunning(Exception):  # noqa: N818  (not an error: a state the listing steps around)
+    """The models folder's lock is held: an import is running."""
+
+
+def _remove_stale_staging(models_dir: Path) -> None:
+    """Only under the folder's lock: then no import is running, so every staging folder is stale."""
+    for folder in models_dir.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _clean_up_after_killed_imports(models_dir: Path) -> None:
+    """Remove what killed imports left, unless an import is running now (it holds the lock)."""
+    if not any(models_dir.glob(f"{STAGING_PREFIX}*")):
+        return
+    try:
+        with exclusive_lock(models_dir / LOCK_FILE, wait_s=0.0, busy=_ImportRunning()):
+            _remove_stale_staging(models_dir)
+    except (_ImportRunning, OSError):  # OSError: a read-only models folder; a listing is still a listing
+        pass
+
+
+@contextmanager
+def import_staging() -> Iterator[Path]:
+    """A new hidden staging folder in the user's models folder (same file system: the finished
+    bundle is renamed into place), with the folder locked throughout: imports run one at a time,
+    and what a killed one left is removed first. The staging folder is removed at the end."""
+    models_dir = user_models_dir()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    busy = BundleError(f"{models_dir}: another import is running; try again once it has finished")
+    with exclusive_lock(models_dir / LOCK_FILE, wait_s=IMPORT_WAIT_S, busy=busy):
+        _remove_stale_staging(models_dir)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=models_dir))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,9 +163,12 @@ def _bundled_entries() -> list[CatalogueEntry]:
     ]
 
 
+def _seconds_or_none(value: object) -> float | None:
+    return float(value) if is_number(value) else None
+
+
 def _entry_from_bundle(bundle: ModelBundle, source: str) -> CatalogueEntry:
     """A listing entry; timings come from the bundle's validation block when Training recorded them."""
-    timings = {key: bundle.validation.get(key) for key in ("cpu_time_s", "gpu_time_s")}
     return CatalogueEntry(
         name=bundle.name,
         version=bundle.version,
@@ -115,15 +177,38 @@ def _entry_from_bundle(bundle: ModelBundle, source: str) -> CatalogueEntry:
         dims=bundle.dims,
         segments=bundle.segment_names,
         license=bundle.license,
-        cpu_time_s=timings["cpu_time_s"] if isinstance(timings["cpu_time_s"], int | float) else None,
-        gpu_time_s=timings["gpu_time_s"] if isinstance(timings["gpu_time_s"], int | float) else None,
+        cpu_time_s=_seconds_or_none(bundle.validation.get("cpu_time_s")),
+        gpu_time_s=_seconds_or_none(bundle.validation.get("gpu_time_s")),
         folder=bundle.folder or Path(),
         source=source,
     )
 
 
+def install_folder_name(name: str, version: str) -> str:
+    """``<name>-v<version>``: the folder an import installs a bundle as."""
+    return f"{name}-v{version}"
+
+
+def _name_and_version(folder: Path) -> tuple[str, str]:
+    """What a broken bundle was, as its folder's name says (``install_folder_name``), so that it
+    is still a candidate for its name, one that ``find_model`` skips saying so."""
+    name, separator, version = folder.name.rpartition("-v")
+    if separator and NAME_RULE.pattern.match(name) and SEMVER_RULE.pattern.match(version):
+        return name, version
+    return folder.name, UNKNOWN_VERSION
+
+
 def _broken_entry(folder: Path, error: BundleError) -> CatalogueEntry:
-    return CatalogueEntry(folder.name, "?", "", "?", 0, (), "?", None, None, folder, USER, str(error))
+    name, version = _name_and_version(folder)
+    return CatalogueEntry(name, version, "", "?", 0, (), "?", None, None, folder, USER, str(error))
+
+
+def user_entry(folder: Path) -> CatalogueEntry:
+    """The listing entry of a bundle folder in the user's models folder (broken ones included)."""
+    try:
+        return _entry_from_bundle(load_bundle(folder, verify_checksum=False), USER)
+    except BundleError as error:
+        return _broken_entry(folder, error)
 
 
 def _user_entries() -> list[CatalogueEntry]:
@@ -131,15 +216,12 @@ def _user_entries() -> list[CatalogueEntry]:
     models_dir = user_models_dir()
     if not models_dir.is_dir():
         return []
-    entries = []
-    for folder in sorted(models_dir.iterdir()):
-        if folder.name.startswith(".") or not folder.is_dir():
-            continue
-        try:
-            entries.append(_entry_from_bundle(load_bundle(folder, verify_checksum=False), USER))
-        except BundleError as error:
-            entries.append(_broken_entry(folder, error))
-    return entries
+    _clean_up_after_killed_imports(models_dir)
+    return [
+        user_entry(folder)
+        for folder in sorted(models_dir.iterdir())
+        if not folder.name.startswith(".") and folder.is_dir()
+    ]
 
 
 def list_models() -> list[CatalogueEntry]:
@@ -152,21 +234,57 @@ def list_models() -> list[CatalogueEntry]:
 # --------------------------------------------------------------------------------------------
 
 
-def _choose_entry(name: str, version: str | None, entries: list[CatalogueEntry]) -> CatalogueEntry:
-    """The newest usable entry called ``name`` (of ``version`` if given); a user copy wins a tie."""
-    usable = [entry for entry in entries if entry.error is None]
-    candidates = [entry for entry in usable if entry.name == name]
-    if not candidates:
-        available = ", ".join(sorted({entry.name for entry in usable})) or "none installed"
+def preference(entry: CatalogueEntry) -> tuple[tuple[int, int, int, int, str], bool]:
+    """What a name runs is the entry with the highest key: the newest version, a user copy
+    winning a tie with a bundled one."""
+    return semver_key(entry.version), entry.source == USER
+
+
+def _candidates(name: str, version: str | None, entries: list[CatalogueEntry]) -> list[CatalogueEntry]:
+    """The entries called ``name`` (of ``version`` if given), broken ones too, most preferred first."""
+    named = [entry for entry in entries if entry.name == name and entry.version != UNKNOWN_VERSION]
+    if not named:
+        available = ", ".join(sorted({entry.name for entry in entries if entry.error is None}))
         raise BundleError(
-            f"unknown model {name!r}; available: {available} (or give the path of a bundle folder or .zip)"
+            f"unknown model {name!r}; available: {available or 'none installed'} "
+            "(or give the path of a bundle folder or .zip)"
         )
     if version is not None:
-        versions = ", ".join(sorted({entry.version for entry in candidates}, key=semver_key))
-        candidates = [entry for entry in candidates if entry.version == version]
-        if not candidates:
+        versions = ", ".join(sorted({entry.version for entry in named}, key=semver_key))
+        named = [entry for entry in named if entry.version == version]
+        if not named:
             raise BundleError(f"model {name!r} has no version {version}; available: {versions}")
-    return max(candidates, key=lambda entry: (semver_key(entry.version), entry.source == USER))
+    return sorted(named, key=preference, reverse=True)
+
+
+def _loaded(entry: CatalogueEntry) -> ModelBundle | str:
+    """The validated bundle of ``entry`` (checksum included), or why it cannot run."""
+    if entry.error is not None:
+        return entry.error
+    try:
+        return load_bundle(entry.folder)
+    except BundleError as error:
+        return str(error)
+
+
+def _first_that_runs(candidates: list[CatalogueEntry]) -> ModelBundle:
+    """The bundle of the first candidate that loads; each one skipped before it is a warning."""
+    skipped: list[tuple[CatalogueEntry, str]] = []
+    for entry in candidates:
+        loaded = _loaded(entry)
+        if isinstance(loaded, str):
+            skipped.append((entry, loaded))
+            continue
+        for broken, reason in skipped:
+            warnings.warn(
+                LungLiverSegWarning(
+                    f"{broken.described} in {broken.folder} cannot run, so {entry.described} runs "
+                    f"instead: {reason}"
+                ),
+                stacklevel=3,
+            )
+        return loaded
+    raise BundleError(skipped[0][1])
 
 
 def _is_bundle_path(name_or_path: str) -> bool:
@@ -176,115 +294,32 @@ def _is_bundle_path(name_or_path: str) -> bool:
 
 
 def _load_zip_for_session(zip_path: Path) -> ModelBundle:
+    """The bundle's own files, extracted to a temporary folder that lives as long as the process."""
     extraction = tempfile.TemporaryDirectory(prefix="lunglivseg-bundle-")
     _SESSION_EXTRACTIONS.append(extraction)
-    target = Path(extraction.name)
-    _safe_extract(zip_path, target)
-    return load_bundle(_bundle_root(target, zip_path))
+    target = Path(extraction.name) / "bundle"
+    with open_source(zip_path) as source:
+        copy_bundle(source, target)
+    return load_bundle(target)
 
 
 def find_model(name_or_path: str | Path) -> ModelBundle:
     """The validated bundle for a catalogue name (``name`` or ``name@version``; the newest version
-    wins), or for the path of a bundle folder, its model.json, or a .zip of it."""
+    that can run wins, see ``preference``), or for the path of a bundle folder, its model.json, or
+    a .zip of it."""
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or _is_bundle_path(text):
         path = Path(text)
         return _load_zip_for_session(path) if path.suffix == ".zip" else load_bundle(path)
     name, _, version = text.partition("@")
-    return load_bundle(_choose_entry(name, version or None, list_models()).folder)
-
-
-# --------------------------------------------------------------------------------------------
-# Importing
-# --------------------------------------------------------------------------------------------
-
-
-def _check_zip_members(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
-    """Refuse archives that would write outside the target or fill the disk."""
-    if len(members) > MAX_ZIP_MEMBERS:
-        raise BundleError(f"{zip_path}: {len(members)} files is too many for a model bundle")
-    if sum(member.file_size for member in members) > MAX_ZIP_BYTES:
-        raise BundleError(f"{zip_path}: unpacks to more than {MAX_ZIP_BYTES >> 30} GiB; refusing to extract")
-    for member in members:
-        name = member.filename.replace("\\", "/")
-        if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in PurePosixPath(name).parts:
-            raise BundleError(
-                f"{zip_path}: unsafe member {member.filename!r} (absolute or '..' path); refused"
-            )
-
-
-def _safe_extract(zip_path: Path, target: Path) -> None:
-    try:
-        with zipfile.ZipFile(zip_path) as archive:
-            _check_zip_members(zip_path, archive.infolist())
-            archive.extractall(target)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise BundleError(f"{zip_path}: cannot extract the bundle: {error}") from error
-
-
-def _bundle_root(extracted: Path, origin: Path) -> Path:
-    """The folder holding model.json: the top of the archive or its single top folder."""
-    if (extracted / MODEL_JSON).is_file():
-        return extracted
-    folders = [child for child in extracted.iterdir() if child.is_dir()]
-    if len(folders) == 1 and (folders[0] / MODEL_JSON).is_file():
-        return folders[0]
-    raise BundleError(f"{origin}: no {MODEL_JSON} at the top of the archive or in its single folder")
-
-
-def _copy_bundle_files(folder: Path, target: Path) -> Path:
-    """Copy just the bundle's own files (not whatever else sits in the folder)."""
-    bundle = load_bundle(folder, verify_checksum=False)
-    target.mkdir()
-    for file_name in (MODEL_JSON, bundle.weights_file, MODEL_CARD):
-        if (bundle.stored_folder / file_name).is_file():
-            shutil.copyfile(bundle.stored_folder / file_name, target / file_name)
-    return target
-
-
-def _stage(path: Path, staging: Path) -> Path:
-    if path.is_dir() or path.name == MODEL_JSON:
-        return _copy_bundle_files(path, staging / "bundle")
-    if zipfile.is_zipfile(path):
-        _safe_extract(path, staging / "bundle")
-        return _bundle_root(staging / "bundle", path)
-    raise BundleError(f"{path}: expected a bundle folder or a .zip of one")
-
-
-def _install_folder(name: str, version: str) -> Path:
-    return user_models_dir() / f"{name}-v{version}"
+    return _first_that_runs(_candidates(name, version or None, list_models()))
 
 
 def installed_model(name: str, version: str) -> CatalogueEntry | None:
     """The user's installed ``name`` ``version``, which importing that version again would replace
     (None when there is none; a bundled model of that version is never replaced)."""
-    folder = _install_folder(name, version)
-    if not folder.exists():
-        return None
-    try:
-        return _entry_from_bundle(load_bundle(folder, verify_checksum=False), USER)
-    except BundleError as error:
-        return _broken_entry(folder, error)
-
-
-def import_model(path: str | Path, *, overwrite: bool = False) -> CatalogueEntry:
-    """Validate a bundle folder or .zip (checksum included) and install it as
-    ``<user dir>/<name>-v<version>/``, atomically; an installed same version needs ``overwrite``."""
-    from LungLiverSegLib.bundle.weights import move_into_place  # torch: not for listing models
-
-    path = Path(path)
-    if not path.exists():
-        raise BundleError(f"{path}: no such bundle folder or .zip")
-    models_dir = user_models_dir()
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".import-", dir=models_dir))
-    try:
-        bundle = load_bundle(_stage(path, staging))
-        destination = _install_folder(bundle.name, bundle.version)
-        move_into_place(bundle.stored_folder, destination, overwrite=overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return _entry_from_bundle(load_bundle(destination, verify_checksum=False), USER)
+    folder = user_models_dir() / install_folder_name(name, version)
+    return user_entry(folder) if folder.exists() else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,7 +333,7 @@ def _seconds(value: float | None) -> str:
 
 def _table_row(entry: CatalogueEntry) -> tuple[str, ...]:
     if entry.error is not None:
-        return (entry.name, "?", "", "", "", "", "", entry.source, f"BROKEN: {entry.error}")
+        return (entry.name, entry.version, "", "", "", "", "", entry.source, f"BROKEN: {entry.error}")
     return (
         entry.name,
         entry.version,

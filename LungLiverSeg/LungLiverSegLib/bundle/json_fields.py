@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 from LungLiverSegLib.bundle.spec import TextRule
 from LungLiverSegLib.errors import BundleError
@@ -13,8 +14,13 @@ from LungLiverSegLib.labels import LabelMap
 _MISSING = object()
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def is_number(value: object) -> TypeGuard[int | float]:
+    """A finite JSON number that fits a float: JSON allows integers of any length, which
+    ``float()`` and ``math.isfinite`` cannot take (OverflowError), and Python's reader NaN and
+    Infinity, which no field means."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return abs(value) <= sys.float_info.max if isinstance(value, int) else math.isfinite(value)
 
 
 def _is_int(value: object) -> bool:
@@ -80,15 +86,16 @@ class JsonFields:
         return value
 
     def choice(self, key: str, choices: tuple[object, ...]) -> Any:
+        """One of ``choices``, of the same type too: 3.0 and true are not the dims 3 and 1."""
         value = self.get(key)
-        if value not in choices or isinstance(value, bool):
+        if not any(type(value) is type(choice) and value == choice for choice in choices):
             self.fail(key, f"expected one of {', '.join(map(repr, choices))}; got {value!r}")
         return value
 
     def number(self, key: str, *, minimum: float | None = None, below: float | None = None) -> float:
         """A finite number in [minimum, below)."""
         value = self.get(key)
-        if not _is_number(value):
+        if not is_number(value):
             self.fail(key, f"expected a number, got {value!r}")
         if minimum is not None and value < minimum:
             self.fail(key, f"expected a number >= {minimum}, got {value!r}")
@@ -106,10 +113,10 @@ class JsonFields:
             self.fail(key, f"expected a list of strings, got {value!r}")
         return tuple(value)
 
-    def integer(self, key: str, *, minimum: int) -> int:
+    def integer(self, key: str, *, minimum: int, maximum: int) -> int:
         value = self.get(key)
-        if not _is_int(value) or value < minimum:
-            self.fail(key, f"expected an integer >= {minimum}, got {value!r}")
+        if not _is_int(value) or not minimum <= value <= maximum:
+            self.fail(key, f"expected an integer in {minimum}..{maximum}, got {value!r}")
         return value
 
     def numbers(
@@ -124,7 +131,7 @@ class JsonFields:
         if not isinstance(value, list) or len(value) != length:
             count = len(value) if isinstance(value, list) else repr(value)
             self.fail(key, f"expected {length} {kind}{why}, got {count}")
-        valid = _is_int if integers else _is_number
+        valid = _is_int if integers else is_number
         if not all(valid(item) and (item > 0 or not positive) for item in value):
             self.fail(key, f"expected {'positive ' if positive else ''}{kind}, got {value!r}")
         return tuple(int(item) if integers else float(item) for item in value)
@@ -134,6 +141,21 @@ class JsonFields:
     ) -> tuple[Any, ...]:
         """``numbers`` where null or absent is an error."""
         value = self.numbers(key, length, integers=integers, positive=positive, why=why)
+        if value is None:
+            self.fail(key, "missing")
+        return value
+
+    def sizes(self, key: str, length: int, *, maximum: int, why: str = "") -> tuple[Any, ...] | None:
+        """A list of ``length`` positive integers up to ``maximum`` (pixels, voxels), or None when
+        null or absent."""
+        value = self.numbers(key, length, integers=True, why=why)
+        if value is not None and max(value) > maximum:
+            self.fail(key, f"expected integers up to {maximum}, got {list(value)}")
+        return value
+
+    def required_sizes(self, key: str, length: int, *, maximum: int, why: str = "") -> tuple[Any, ...]:
+        """``sizes`` where null or absent is an error."""
+        value = self.sizes(key, length, maximum=maximum, why=why)
         if value is None:
             self.fail(key, "missing")
         return value

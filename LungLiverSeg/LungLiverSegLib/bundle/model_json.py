@@ -3,23 +3,33 @@
 A bundle (see docs/MODEL_BUNDLE.md) is the contract between Training and every front end. It is
 validated completely on load, with messages that name the file and the field at fault, so that a
 broken or hand-edited bundle fails with an actionable sentence instead of a wrong segmentation.
-Weights are only ever safetensors (a pickle from a stranger runs code), and their sha256 is
-checked against model.json before a single tensor is read.
+Weights are only ever safetensors (a pickle from a stranger runs code); their header is checked
+to describe the file exactly and their sha256 against model.json before a single tensor is read.
+Every field has bounds, so no model.json, however hostile, gets further than a ``BundleError``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from LungLiverSegLib.bundle.json_fields import JsonFields
+from LungLiverSegLib.bundle.safetensors_header import read_header
 from LungLiverSegLib.bundle.spec import (
     AXIS_LETTER_PAIRS,
     INTENSITY_TYPES,
+    MAX_BATCH_SIZE,
+    MAX_IN_CHANNELS,
+    MAX_JSON_DEPTH,
+    MAX_LABEL_VALUE,
+    MAX_PATCH_SIZE,
+    MAX_RESIZE,
     MODALITIES,
     MODEL_JSON,
+    MODEL_JSON_MAX_BYTES,
     NAME_RULE,
     SCHEMA_VERSION,
     SEGMENT_NAME_RULE,
@@ -41,6 +51,10 @@ from LungLiverSegLib.bundle.spec import (
 from LungLiverSegLib.errors import BundleError
 from LungLiverSegLib.jsonio import read_json
 from LungLiverSegLib.labels import ANATOMICAL_STRUCTURE, CodeTriple, LabelInfo, LabelMap
+
+LABEL_KEY = re.compile(r"^[1-9][0-9]{0,2}$")
+"""A label value as model.json writes it: ASCII digits, no sign or leading zero (``str.isdigit``
+takes the superscript "²", which ``int`` refuses, and the full-width "1", which it reads as 1)."""
 
 # --------------------------------------------------------------------------------------------
 # model.json -> ModelBundle
@@ -84,7 +98,7 @@ def _parse_body_crop(fields: JsonFields | None) -> BodyCropSpec | None:
 
 
 def _parse_preprocessing(fields: JsonFields, dims: int) -> PreprocessingSpec:
-    resize = fields.numbers("resize_inplane", 2, integers=True)
+    resize = fields.sizes("resize_inplane", 2, maximum=MAX_RESIZE)
     if resize is not None and dims != 2:
         fields.fail("resize_inplane", "only 2D models resize slices; use null for a 3D model")
     return PreprocessingSpec(
@@ -98,9 +112,11 @@ def _parse_preprocessing(fields: JsonFields, dims: int) -> PreprocessingSpec:
 
 def _parse_inference(fields: JsonFields, dims: int) -> InferenceSpec:
     return InferenceSpec(
-        patch_size=fields.required_numbers("patch_size", dims, integers=True, why=f" for a {dims}D model"),
+        patch_size=fields.required_sizes(
+            "patch_size", dims, maximum=MAX_PATCH_SIZE, why=f" for a {dims}D model"
+        ),
         overlap=fields.number("overlap", minimum=0.0, below=1.0),
-        batch_size=fields.integer("batch_size", minimum=1),
+        batch_size=fields.integer("batch_size", minimum=1, maximum=MAX_BATCH_SIZE),
         unsure_ratio_limit=fields.optional_number("unsure_ratio_limit"),
         input_histogram=_parse_histogram_range(fields.optional_child("input_histogram")),
     )
@@ -162,8 +178,12 @@ def parse_labels(fields: JsonFields) -> LabelMap:
         fields.fail(None, "expected at least one label")
     labels: LabelMap = {}
     for key in fields.data:
-        if not key.isdigit() or int(key) < 1:
-            fields.fail(key, "label values must be positive integers (0 is background and never listed)")
+        if not LABEL_KEY.match(key) or int(key) > MAX_LABEL_VALUE:
+            fields.fail(
+                key,
+                f"label values must be integers 1..{MAX_LABEL_VALUE} in plain digits (0 is background "
+                "and never listed; label maps are 8-bit)",
+            )
         labels[int(key)] = _parse_label(fields.child(key), int(key))
     names = [label.name for label in labels.values()]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -201,6 +221,25 @@ def _parse_architecture(fields: JsonFields) -> ArchitectureSpec:
     return ArchitectureSpec(name=name, params=fields.mapping("params"))
 
 
+def _field_path(parent: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else key
+
+
+def _check_nesting(data: object, source: str | Path) -> None:
+    """Refuse a document nested deeper than ``MAX_JSON_DEPTH``, naming the field; iteratively, so
+    that the check itself cannot run out of stack where printing or saving the document would."""
+    pending: list[tuple[object, str, int]] = [(data, "", 0)]
+    while pending:
+        value, path, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BundleError(f"{source}: {path}: nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict | list):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            pending.extend((child, _field_path(path, key), depth + 1) for key, child in items)
+
+
 def bundle_from_json(data: object, source: str | Path, *, with_weights: bool = True) -> ModelBundle:
     """Parse and validate a model.json document; ``source`` names it in error messages.
 
@@ -208,6 +247,7 @@ def bundle_from_json(data: object, source: str | Path, *, with_weights: bool = T
     bundle-to-be, whose weights do not exist yet. Its ``weights_sha256`` stays empty, which no
     file's checksum matches, so it cannot pass for a bundle with weights.
     """
+    _check_nesting(data, source)
     top = JsonFields(data, source)
     top.schema_version(SUPPORTED_SCHEMA_VERSIONS)
     dims = top.choice("dims", (2, 3))
@@ -220,7 +260,7 @@ def bundle_from_json(data: object, source: str | Path, *, with_weights: bool = T
         license=top.text("license"),
         modality=top.choice("modality", MODALITIES),
         dims=dims,
-        in_channels=top.integer("in_channels", minimum=1),
+        in_channels=top.integer("in_channels", minimum=1, maximum=MAX_IN_CHANNELS),
         architecture=_parse_architecture(top.child("architecture")),
         preprocessing=_parse_preprocessing(top.child("preprocessing"), dims),
         inference=_parse_inference(top.child("inference"), dims),
@@ -345,20 +385,30 @@ def _checksum_error(bundle: ModelBundle, actual: str) -> BundleError:
     )
 
 
-def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> ModelBundle:
-    """Load and validate the bundle in folder ``path`` (or ``path`` = its model.json).
-
-    ``verify_checksum=False`` skips hashing the weights, for cheap listings only: load_network
-    always verifies them again before reading.
-    """
+def read_model_json(path: str | Path) -> ModelBundle:
+    """The validated model.json of the bundle in folder ``path`` (or ``path`` = its model.json),
+    its weights not looked at: what an import reads to know which files belong to the bundle."""
     path = Path(path)
     json_path = path / MODEL_JSON if path.is_dir() else path
     if not json_path.is_file():
         raise BundleError(f"{path}: not a model bundle (no {MODEL_JSON} found)")
-    data = read_json(json_path, BundleError, MODEL_JSON)
-    bundle = replace(bundle_from_json(data, json_path), folder=json_path.parent)
+    data = read_json(json_path, BundleError, MODEL_JSON, max_bytes=MODEL_JSON_MAX_BYTES)
+    return replace(bundle_from_json(data, json_path), folder=json_path.parent)
+
+
+def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> ModelBundle:
+    """Load and validate the bundle in folder ``path`` (or ``path`` = its model.json): model.json,
+    and the weights file's safetensors header (it must describe the file exactly; cheap, so even
+    a listing finds a truncated or foreign file).
+
+    ``verify_checksum=False`` skips hashing the weights, for cheap listings only: load_network
+    always verifies them again before reading.
+    """
+    bundle = read_model_json(path)
+    json_path = bundle.stored_folder / MODEL_JSON
     if not bundle.weights_path.is_file():
         raise BundleError(f"{json_path}: weights.file: {bundle.weights_path} does not exist")
+    read_header(bundle.weights_path)
     if verify_checksum:
         actual = sha256_of_file(bundle.weights_path)
         if actual != bundle.weights_sha256:

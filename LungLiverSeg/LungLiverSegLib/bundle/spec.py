@@ -7,6 +7,7 @@ without) any network being built.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,10 +29,13 @@ class TextRule(NamedTuple):
     expected: str
 
 
-NAME_RULE = TextRule(re.compile(r"^[a-z0-9-]+$"), "lower-case letters, digits and '-' (like lungs-ct-3d)")
+# Names and versions become folder names (<name>-v<version>): at most 64 characters each.
+NAME_RULE = TextRule(
+    re.compile(r"^[a-z0-9-]{1,64}$"), "up to 64 lower-case letters, digits and '-' (like lungs-ct-3d)"
+)
 SEMVER_RULE = TextRule(
-    re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"),
-    "a semantic version like 1.2.0",
+    re.compile(r"^(?=.{1,64}$)(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"),
+    "a semantic version like 1.2.0 (at most 64 characters)",
 )
 SHA256_RULE = TextRule(re.compile(r"^[0-9a-f]{64}$"), "64 lower-case hexadecimal digits")
 # A plain file name inside the bundle folder: no separators, no "..", so it cannot point elsewhere.
@@ -44,6 +48,32 @@ MODALITIES = ("CT", "CXR", "MR")
 INTENSITY_TYPES = ("window", "zscore", "minmax")
 AXIS_LETTER_PAIRS = ("LR", "PA", "IS")
 MAX_KEYS_IN_MESSAGE = 5
+
+
+def listed(names: Iterable[str]) -> str:
+    """Sorted ``names`` for a one-line message: the first few, and how many more."""
+    ordered = sorted(names)
+    shown = ordered[:MAX_KEYS_IN_MESSAGE]
+    more = len(ordered) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+MAX_LABEL_VALUE = 255
+"""Label maps are uint8 all the way: the network's argmax (``segmentation.preprocess``), the label
+image written or put in the Slicer scene, and the datasets Training reads (``dataset.export``). A
+larger value would wrap around, so model.json may not name one."""
+MAX_IN_CHANNELS = 16
+MAX_PATCH_SIZE = 1024
+MAX_BATCH_SIZE = 1024
+MAX_RESIZE = 8192
+"""Far above any real model, low enough that no field of model.json can ask for an allocation
+that fails (or takes the machine down) before the network has even run."""
+MAX_JSON_DEPTH = 32
+"""model.json's deepest field (a layer's arguments, a label's codes) is 5 levels down; the free-form
+``provenance`` and ``validation`` get room to spare, but no nesting that recursion chokes on."""
+MODEL_JSON_MAX_BYTES = 1 << 20
+MODEL_CARD_MAX_BYTES = 1 << 20
+WEIGHTS_MAX_BYTES = 4 << 30
 
 
 @dataclass(frozen=True)

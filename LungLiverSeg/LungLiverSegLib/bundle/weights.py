@@ -1,4 +1,9 @@
-"""Network weights of a bundle: built, checked and loaded (safetensors only), and saved atomically."""
+"""Network weights of a bundle: built, checked and loaded (safetensors only), and saved atomically.
+
+Loading checks before it spends: the weights file's header (names, shapes, dtypes) against the
+network built on torch's meta device (no memory), then the checksum of the bytes, and only then
+allocates the real network and reads the tensors; saving checks the state dict the same way.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,62 +29,85 @@ from LungLiverSegLib.bundle.model_json import (
     bundle_to_json,
     sha256_of_file,
 )
-from LungLiverSegLib.bundle.networks import build_network
-from LungLiverSegLib.bundle.spec import MAX_KEYS_IN_MESSAGE, MODEL_CARD, MODEL_JSON, WEIGHTS_FILE, ModelBundle
+from LungLiverSegLib.bundle.networks import build_network, build_network_on_meta
+from LungLiverSegLib.bundle.safetensors_header import TensorEntry, read_header
+from LungLiverSegLib.bundle.spec import MODEL_CARD, MODEL_JSON, WEIGHTS_FILE, ModelBundle, listed
 from LungLiverSegLib.errors import BundleError
 
+SAFETENSORS_DTYPES = {
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+    torch.int8: "I8",
+    torch.int16: "I16",
+    torch.int32: "I32",
+    torch.int64: "I64",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float32: "F32",
+    torch.float64: "F64",
+}
+"""torch dtype -> its name in a safetensors header (the dtypes a network's state dict holds)."""
 
-def _key_list(keys: set[str]) -> str:
-    shown = sorted(keys)[:MAX_KEYS_IN_MESSAGE]
-    more = len(keys) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+def _entries(state_dict: Mapping[str, torch.Tensor]) -> dict[str, TensorEntry]:
+    return {
+        key: TensorEntry(SAFETENSORS_DTYPES.get(tensor.dtype, str(tensor.dtype)), tuple(tensor.shape))
+        for key, tensor in state_dict.items()
+    }
 
 
-def _check_state_dict(network: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Fail, naming the keys, unless ``state_dict`` fits ``network`` exactly."""
-    expected = network.state_dict()
-    missing, unexpected = set(expected) - set(state_dict), set(state_dict) - set(expected)
+def _check_fit(expected: Mapping[str, TensorEntry], actual: Mapping[str, TensorEntry], source: str) -> None:
+    """Fail, naming the tensors, unless ``actual`` has the very names, shapes and dtypes of ``expected``."""
+    missing, unexpected = set(expected) - set(actual), set(actual) - set(expected)
     if missing:
-        raise BundleError(
-            f"{source}: weights lack {len(missing)} tensors of the network: {_key_list(missing)}"
-        )
+        raise BundleError(f"{source}: weights lack {len(missing)} tensors of the network: {listed(missing)}")
     if unexpected:
         raise BundleError(
-            f"{source}: weights have {len(unexpected)} tensors the network lacks: {_key_list(unexpected)}"
+            f"{source}: weights have {len(unexpected)} tensors the network lacks: {listed(unexpected)}"
         )
-    wrong_shapes = {
-        f"{key} {tuple(state_dict[key].shape)} != {tuple(tensor.shape)}"
-        for key, tensor in expected.items()
-        if state_dict[key].shape != tensor.shape
+    wrong = {
+        f"{key} {actual[key].dtype}{list(actual[key].shape)} != {entry.dtype}{list(entry.shape)}"
+        for key, entry in expected.items()
+        if actual[key] != entry
     }
-    if wrong_shapes:
-        raise BundleError(f"{source}: weight shapes do not fit the network: {_key_list(wrong_shapes)}")
+    if wrong:
+        raise BundleError(f"{source}: weight shapes or dtypes do not fit the network: {listed(wrong)}")
 
 
-def _build_bundle_network(bundle: ModelBundle, source: str) -> nn.Module:
+def _built(build: Callable[..., nn.Module], bundle: ModelBundle, source: str) -> nn.Module:
+    """``build`` the bundle's network; an error names ``source`` (the file being loaded or saved)."""
     try:
-        return build_network(bundle.architecture, bundle.dims, bundle.in_channels, bundle.out_channels)
+        return build(bundle.architecture, bundle.dims, bundle.in_channels, bundle.out_channels)
     except BundleError as error:
         raise BundleError(f"{source}: {error}") from error
+
+
+def expected_tensors(bundle: ModelBundle, source: str) -> dict[str, TensorEntry]:
+    """Name, shape and dtype of every tensor the bundle's network has, with no memory allocated."""
+    return _entries(_built(build_network_on_meta, bundle, source).state_dict())
 
 
 def load_network(bundle: ModelBundle, device: str | torch.device = "cpu") -> nn.Module:
     """Build the bundle's network and load its verified weights, in eval mode on ``device``.
 
-    The weights are read once into memory, hashed, and parsed from those same bytes, so the
-    file cannot change between the checksum and the parse.
+    The file's header must fit the network (built on the meta device) before anything is read or
+    allocated. The weights are then read once into memory, hashed, and parsed from those same
+    bytes, so the file cannot change between the checksum and the parse (the parsed tensors are
+    checked against the network again for the same reason).
     """
-    source = str(bundle.weights_path)
+    source, model_json = str(bundle.weights_path), str(bundle.stored_folder / MODEL_JSON)
+    expected = expected_tensors(bundle, model_json)
+    _check_fit(expected, read_header(bundle.weights_path), source)
     weights = bundle.weights_path.read_bytes()
     actual = hashlib.sha256(weights).hexdigest()
     if actual != bundle.weights_sha256:
         raise _checksum_error(bundle, actual)
-    network = _build_bundle_network(bundle, source)
     try:
         state_dict = load_safetensors_bytes(weights)
     except SafetensorError as error:
         raise BundleError(f"{source}: not a valid safetensors file: {error}") from error
-    _check_state_dict(network, state_dict, source)
+    _check_fit(expected, _entries(state_dict), source)
+    network = _built(build_network, bundle, model_json)
     network.load_state_dict(state_dict, strict=True)
     return network.to(device).eval()
 
@@ -91,13 +119,15 @@ def load_network(bundle: ModelBundle, device: str | torch.device = "cpu") -> nn.
 
 def move_into_place(staging: Path, destination: Path, *, overwrite: bool) -> None:
     """Rename a finished ``staging`` folder to ``destination`` (same file system), so readers see
-    either the old bundle or the complete new one, never a half-written folder."""
+    either the old bundle or the complete new one, never a half-written folder. The replaced one
+    is moved beside ``staging`` first: inside an import's staging folder, it is cleaned up with it
+    even if the process is killed before removing it."""
     if not destination.exists():
         staging.rename(destination)
         return
     if not overwrite:
         raise BundleError(f"{destination} already exists; use overwrite to replace it")
-    backup = destination.with_name(f".{destination.name}.old-{uuid.uuid4().hex[:8]}")
+    backup = staging.with_name(f"{staging.name}.old-{uuid.uuid4().hex[:8]}")
     destination.rename(backup)
     try:
         staging.rename(destination)
@@ -144,7 +174,7 @@ def save_bundle(
     if folder.exists() and not overwrite:
         raise BundleError(f"{folder} already exists; use overwrite to replace it")
     source = str(folder / MODEL_JSON)
-    _check_state_dict(_build_bundle_network(bundle, source), state_dict, source)
+    _check_fit(expected_tensors(bundle, source), _entries(state_dict), source)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:

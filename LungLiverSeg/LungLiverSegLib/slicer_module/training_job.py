@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from LungLiverSegLib.bundle.catalogue import CatalogueEntry, find_model, import_model, installed_model
+from LungLiverSegLib.bundle.catalogue import CatalogueEntry, find_model, installed_model
+from LungLiverSegLib.bundle.importing import import_model
 from LungLiverSegLib.bundle.model_json import load_bundle
 from LungLiverSegLib.cli.train_request import LAST_CHECKPOINT
 from LungLiverSegLib.slicer_module.process import (
@@ -79,7 +80,8 @@ class TrainingJob:
             self.on_progress(dataclasses.replace(event, stage=status))
 
     def finish(self, result: ProcessResult) -> None:
-        self.outcome = dataclasses.replace(_installed(self, result), warnings=result.warnings)
+        installed = _installed(self, result)
+        self.outcome = dataclasses.replace(installed, warnings=result.warnings + installed.warnings)
         if self.on_finished is not None:
             self.on_finished(self.outcome)
 
@@ -118,12 +120,18 @@ def _installed(job: TrainingJob, result: ProcessResult) -> TrainingOutcome:
                 metrics=dict(trained.validation),
                 kept_installed=True,
             )
-        entry = import_model(job.exported_bundle, overwrite=replace)
+        # replace: the user trained this model here; what its name now runs is said in the warnings
+        imported = import_model(job.exported_bundle, overwrite=replace, replace=True)
+        entry = imported.entry
         metrics = load_bundle(entry.folder, verify_checksum=False).validation
     except Exception as error:
         return TrainingOutcome(error=str(error))
     return TrainingOutcome(
-        model_name=entry.name, model_version=entry.version, bundle_folder=entry.folder, metrics=dict(metrics)
+        model_name=entry.name,
+        model_version=entry.version,
+        bundle_folder=entry.folder,
+        metrics=dict(metrics),
+        warnings=imported.notices,
     )
 
 
