@@ -41,7 +41,13 @@ INPUTS = {
     "lctsc-512x512x154": ("lungs-ct-3d", DATA / "ct_lung_lctsc_full" / "Case_000_ct.nii.gz"),
     "abdomen-ct-liver-2d": ("liver-ct-2d", DATA / "ct_abdomen_totalseg_example" / "example_ct.nii.gz"),
     "synthetic-512x512x600": ("lungs-ct-3d", None),
+    "batch-cxr-montgomery": ("lungs-cxr-2d", DATA / "cxr_lung_montgomery" / "images"),
+    "batch-ct-lctsc-2mm": ("lungs-ct-3d", DATA / "ct_lung_lctsc_2mm"),
 }
+"""A folder is the batch path: its first ``BATCH_CASES`` images, each once, with the model loaded
+once (``lunglivseg segment FOLDER``'s loop); medians are then over cases."""
+BATCH_CASES = 8
+BATCH_IMAGE_ENDINGS = (".png", "_ct.nii.gz")
 DICE_REQUIRED = 0.999
 TOTALS = (("read to write", "total"), ("first run", "first_run"), ("network alone", "network_only"))
 
@@ -73,26 +79,37 @@ def measure(image: str, model: str, output: str, runs: int, threads: int) -> dic
     loaded = load_model(model, "cpu", threads)
     batches: list[tuple[int, ...]] = []
     hook = loaded.network.register_forward_pre_hook(lambda _, inputs: batches.append(tuple(inputs[0].shape)))
+    cases = _cases(Path(image), Path(output), runs)
     stages, totals = [], []
-    for run in range(runs):
+    for number, (source, target) in enumerate(cases):
         clock = progress.StageClock()
         start = time.perf_counter()
         if takes_clock:
-            segment(image, output, loaded, overwrite=True, clock=clock)
+            segment(source, target, loaded, overwrite=True, clock=clock)
         else:  # a baseline from before the clock: 00194e1 kept the stages in the metadata
-            clock.seconds = segment(image, output, loaded, overwrite=True).metadata.get("stage_seconds", {})
+            clock.seconds = segment(source, target, loaded, overwrite=True).metadata.get("stage_seconds", {})
         totals.append(time.perf_counter() - start)
         stages.append(clock.seconds)
-        if run == 0:
-            hook.remove()
+        if number == 0 and not Path(image).is_dir():
+            hook.remove()  # one image run again: its windows once are what each run does
+    per_run = len(cases) if Path(image).is_dir() else 1
     return {
         "stages": {name: statistics.median(run.get(name, 0.0) for run in stages) for name in stages[0]},
         "total": statistics.median(totals),
         "first_run": totals[0],
-        "network_only": _network_alone(loaded.network, batches),
-        "windows": sum(shape[0] for shape in batches),
-        "forward_calls": len(batches),
+        "network_only": _network_alone(loaded.network, batches) / per_run,
+        "windows": sum(shape[0] for shape in batches) / per_run,
+        "forward_calls": len(batches) / per_run,
     }
+
+
+def _cases(image: Path, output: Path, runs: int) -> list[tuple[Path, Path]]:
+    """``runs`` times the one image, or each of a folder's first ``BATCH_CASES`` images once."""
+    if not image.is_dir():
+        return [(image, output)] * runs
+    output.mkdir(exist_ok=True)
+    sources = sorted(path for path in image.iterdir() if path.name.endswith(BATCH_IMAGE_ENDINGS))
+    return [(source, output / f"{source.name.split('.')[0]}.nii.gz") for source in sources[:BATCH_CASES]]
 
 
 def _network_alone(network, batches: list[tuple[int, ...]]) -> float:
@@ -147,7 +164,7 @@ def print_breakdown(name: str, results: dict[str, dict]) -> None:
     print(_row("network share", [f"{r['network_only'] / r['total']:.0%}" for r in results.values()]))
     print(_row("peak RSS", [f"{result['peak_rss_mb']:.0f} MB" for result in results.values()]))
     first = next(iter(results.values()))
-    print(f"({first['windows']} windows or slices in {first['forward_calls']} forward passes)")
+    print(f"({first['windows']:g} windows or slices in {first['forward_calls']:g} forward passes per run)")
 
 
 def _row(label: str, cells: list[str]) -> str:
@@ -191,18 +208,30 @@ def compare_on(name: str, work: Path, args: argparse.Namespace, baseline: Path |
     if not image.exists():
         print(f"\n{name}: skipped ({image} is absent)")
         return
-    results = {"today": in_child(str(image), model, str(work / "today.nii.gz"), args, None)}
+    suffix = "" if image.is_dir() else ".nii.gz"
+    today, before = work / f"{name}-today{suffix}", work / f"{name}-baseline{suffix}"
+    results = {"today": in_child(str(image), model, str(today), args, None)}
     if baseline is not None:
-        results[f"at {args.baseline_commit}"] = in_child(
-            str(image), model, str(work / "baseline.nii.gz"), args, baseline
-        )
-    print_breakdown(f"{name} ({model}, {args.runs} runs, {args.threads} threads)", results)
+        results[f"at {args.baseline_commit}"] = in_child(str(image), model, str(before), args, baseline)
+    runs = f"{BATCH_CASES} cases, model loaded once" if image.is_dir() else f"{args.runs} runs"
+    print_breakdown(f"{name} ({model}, {runs}, {args.threads} threads)", results)
     if baseline is not None:
-        before, after = results[f"at {args.baseline_commit}"]["total"], results["today"]["total"]
-        agreement = dice_per_label(str(work / "today.nii.gz"), str(work / "baseline.nii.gz"))
+        before_s, after_s = results[f"at {args.baseline_commit}"]["total"], results["today"]["total"]
+        agreement = _agreement(today, before)
         equal = min(agreement.values(), default=1.0) >= DICE_REQUIRED
         verdict = "equal output" if equal else "OUTPUT DIFFERS"
-        print(f"speed-up {before / after:.2f}x; Dice per label today vs baseline {agreement}: {verdict}")
+        print(f"speed-up {before_s / after_s:.2f}x; Dice per label today vs baseline {agreement}: {verdict}")
+
+
+def _agreement(today: Path, baseline: Path) -> dict[int, float]:
+    """The lowest Dice per label over the outputs (one file, or a folder of them)."""
+    outputs = sorted(today.iterdir()) if today.is_dir() else [today]
+    pairs = [(path, baseline / path.name if today.is_dir() else baseline) for path in outputs]
+    lowest: dict[int, float] = {}
+    for path, reference in pairs:
+        for value, overlap in dice_per_label(str(path), str(reference)).items():
+            lowest[value] = min(overlap, lowest.get(value, 1.0))
+    return lowest
 
 
 def _baseline_tree(commit: str, work: Path) -> Path:
