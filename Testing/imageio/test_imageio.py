@@ -1,4 +1,4 @@
-"""Reading and writing: every format round trip, DICOM series, Slicer .seg.nrrd, and every bad input."""
+"""Reading and writing: every format round trip, Slicer .seg.nrrd, and every bad input (DICOM: test_dicom)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from LungLiverSegLib import geometry
 from LungLiverSegLib.errors import InputImageError, LungLiverSegError, OutputWriteError
 from LungLiverSegLib.geometry import Image
 from LungLiverSegLib.imageio import images as imageio
-from LungLiverSegLib.imageio.images import list_dicom_series, read_image, read_segmentation, write_image
+from LungLiverSegLib.imageio.images import read_image, read_segmentation, write_image
 from LungLiverSegLib.labels import LabelInfo
 from scipy.spatial.transform import Rotation
 
@@ -50,44 +50,6 @@ def assert_same_image(actual: Image, expected: Image) -> None:
 def nrrd_header(path: Path) -> str:
     """The text header of a NRRD file (everything before the first blank line)."""
     return path.read_bytes().split(b"\n\n", 1)[0].decode()
-
-
-def write_dicom_series(
-    folder: Path, volume: np.ndarray, uid: str, description: str, names: list[str]
-) -> None:
-    """One DICOM file per slice at z = 100 + 2.5 k, written as ``names[k]`` (not in z order)."""
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for k, (plane, name) in enumerate(zip(volume, names, strict=True)):
-        image = sitk.GetImageFromArray(plane)
-        image.SetSpacing((0.8, 0.8))
-        tags = {
-            "0008|0060": "CT",
-            "0008|103e": description,
-            "0020|000d": "1.2.826.0.1.3680043.2.1125.9",
-            "0020|000e": uid,
-            "0008|0018": f"{uid}.{k + 1}",
-            "0020|0013": str(k + 1),
-            "0020|0032": f"10\\-20\\{100 + 2.5 * k}",
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-        }
-        for tag, value in tags.items():
-            image.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / name))
-        writer.Execute(image)
-
-
-@pytest.fixture
-def two_series(tmp_path) -> tuple[Path, dict[str, np.ndarray]]:
-    """A folder with two interleaved 3-slice series; file names deliberately out of z order."""
-    volumes = {
-        "1.2.826.0.1.3680043.2.1125.9.1": np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5),
-        "1.2.826.0.1.3680043.2.1125.9.2": -np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5),
-    }
-    for number, (uid, volume) in enumerate(volumes.items()):
-        names = [f"img{slot}_{number}.dcm" for slot in (2, 0, 1)]
-        write_dicom_series(tmp_path, volume, uid, f"series {number}", names)
-    return tmp_path, volumes
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".nrrd", ".mha"])
@@ -207,50 +169,6 @@ def truncated_nifti(path: Path) -> Path:
     return path
 
 
-def test_folder_with_two_series_lists_both(two_series):
-    folder, volumes = two_series
-    with pytest.raises(InputImageError, match="holds 2 DICOM series") as raised:
-        read_image(folder)
-    for number, uid in enumerate(volumes):
-        assert f"{uid} (series {number}, 3 files)" in str(raised.value)
-    assert "\n" not in str(raised.value)
-
-
-def test_series_uid_picks_a_series_sorted_along_the_slice_normal(two_series):
-    folder, volumes = two_series
-    uid = list(volumes)[1]
-    image = read_image(folder, series_uid=uid)
-    assert np.array_equal(image.array, volumes[uid])
-    assert np.allclose(image.spacing, (0.8, 0.8, 2.5)) and np.allclose(image.origin, (10, -20, 100))
-    assert image.metadata["series_uid"] == uid and image.metadata["modality"] == "CT"
-    assert image.metadata["source_path"] == str(folder)
-
-
-def test_unknown_series_uid_is_refused_with_the_list(two_series):
-    folder, volumes = two_series
-    with pytest.raises(InputImageError, match=f"has no series 1.2.3.*{next(iter(volumes))}"):
-        read_image(folder, series_uid="1.2.3")
-
-
-def test_list_dicom_series_describes_each_series(two_series):
-    folder, volumes = two_series
-    found = sorted(list_dicom_series(folder), key=lambda series: series.uid)
-    assert [series.uid for series in found] == sorted(volumes)
-    assert [(series.description, series.modality, len(series.files)) for series in found] == [
-        ("series 0", "CT", 3),
-        ("series 1", "CT", 3),
-    ]
-
-
-def test_single_dicom_file_reads_as_one_slice_volume(two_series):
-    folder, volumes = two_series
-    first_uid = next(iter(volumes))
-    image = read_image(folder / "img0_0.dcm")
-    assert image.size == (5, 4, 1)
-    assert np.array_equal(image.array[0], volumes[first_uid][1])
-    assert image.metadata["modality"] == "CT" and image.metadata["series_uid"] == first_uid
-
-
 def test_seg_nrrd_round_trip_keeps_names_colours_and_terminology(tmp_path, ct):
     labels = ct.with_array((np.abs(ct.array) % 4).astype(np.int64))  # values 0..3, 3 not in the map
     path = imageio.write_segmentation(tmp_path / "labels.seg.nrrd", labels, {1: LIVER, 2: LEFT_LUNG})
@@ -314,37 +232,9 @@ def test_overlapping_segment_layers_are_refused(tmp_path):
 
 
 @pytest.mark.realdata
-def test_cip_dicom_folder_matches_its_nrrd(shared_data):
-    folder = require_file(shared_data / "ct_lung_cip_64" / "ct-64Dicom")
-    from_dicom = read_image(folder)
-    from_nrrd = read_image(require_file(shared_data / "ct_lung_cip_64" / "ct-64.nrrd"))
-    assert from_dicom.metadata["modality"] == "CT"
-    assert np.array_equal(from_dicom.array, from_nrrd.array)
-    assert geometry.same_grid(from_dicom, from_nrrd)  # the origins differ by 3e-4 mm (decimal strings)
-
-
-@pytest.mark.realdata
 def test_cip_nrrd_image_and_its_nifti_labels_share_one_grid(shared_data):
     """The NIfTI stores the NRRD's geometry in float32: 1e-5 mm apart, one grid all the same."""
     folder = shared_data / "ct_lung_cip_64"
     ct = read_image(require_file(folder / "ct-64.nrrd"))
     labels = read_image(require_file(folder / "lung_lr-64.nii.gz"))
     assert ct.origin != labels.origin and geometry.same_grid(ct, labels)
-
-
-@pytest.mark.realdata
-def test_totalseg_dicom_series_lies_on_the_grid_of_its_labels(shared_data):
-    folder = shared_data / "ct_abdomen_totalseg_example"
-    ct = read_image(require_file(folder / "example_ct_dicom"))
-    labels = read_image(require_file(folder / "example_seg_dicom_on_dicom_grid.nii.gz"))
-    assert ct.size == (512, 512, 20) and np.allclose(ct.spacing, (0.9765625, 0.9765625, 2.0))
-    assert geometry.same_grid(ct, labels)
-    liver = labels.array == 5
-    assert liver.any() and -20 < ct.array[liver].mean() < 200  # liver HU, so voxels line up
-
-
-@pytest.mark.realdata
-def test_dicom_without_modality_tag_reads_with_empty_modality(shared_data):
-    image = read_image(require_file(shared_data / "dicom" / "lungmask_no_modality_tag"))
-    assert image.metadata["modality"] == ""
-    assert image.size == (512, 512, 2)

@@ -32,11 +32,15 @@ from LungLiverSegLib.segmentation.segment import LoadedModel, segment_image
             "2D image",
         ),
         (lambda: ellipsoid_ct().with_array(np.full((24, 50, 60), -1000, np.int16)), "constant"),
-        (lambda: ellipsoid_ct().with_array(np.where(np.eye(60)[None, :50, :] > 0, np.nan, 0.0)), "NaN"),
+        (
+            lambda: ellipsoid_ct().with_array(np.where(np.eye(60)[None, :50, :] > 0, np.nan, 0.0)),
+            "50 voxels are NaN or infinite",
+        ),
+        (lambda: ellipsoid_ct().with_array(np.full((24, 50, 60), np.nan)), "every voxel is NaN or infinite"),
         (lambda: Image(np.zeros((0, 4, 4), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), "empty"),
         (lambda: Image(np.zeros((2, 3, 4, 5), np.int16), (1.0,) * 4, (0.0,) * 4), "time series"),
     ],
-    ids=["rgb", "2d-to-3d-model", "constant", "nan", "empty", "4d"],
+    ids=["rgb", "2d-to-3d-model", "constant", "nan", "all nan", "empty", "4d"],
 )
 def test_bad_inputs_get_one_line_errors(make_image, message):
     with pytest.raises(InputImageError, match=message) as error:

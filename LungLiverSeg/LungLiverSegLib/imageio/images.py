@@ -1,9 +1,11 @@
 """Reading and writing images and segmentations, with exact geometry and user-facing errors.
 
 Every reader returns a ``geometry.Image`` (LPS, array ``[k, j, i]``); every failure a user can fix
-(missing file, empty folder, several DICOM series, not an image) raises ``InputImageError`` naming
-the file. Writers are atomic (temporary file in the target folder, then ``os.replace``) so an
-interrupted run never leaves half a file behind, and they refuse to overwrite unless asked.
+(missing file, empty folder, several DICOM series, not an image, a grid or voxels ITK would
+silently replace: ``headers``, ``nifti``, ``dicom``) raises ``InputImageError`` naming the file.
+ITK's own warning lines are silenced while it reads (``itk``): these checks say what matters.
+Writers are atomic (temporary file in the target folder, then ``os.replace``) so an interrupted
+run never leaves half a file behind, and they refuse to overwrite unless asked.
 
 ``.seg.nrrd`` files are 3D Slicer segmentations: one label map layer whose header
 (``segnrrd``) names, colours and codes each segment.
@@ -11,11 +13,7 @@ interrupted run never leaves half a file behind, and they refuse to overwrite un
 
 from __future__ import annotations
 
-import gzip
-import os
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,8 @@ import SimpleITK as sitk
 from LungLiverSegLib.errors import InputImageError, LungLiverSegError, OutputWriteError
 from LungLiverSegLib.files import atomic_output
 from LungLiverSegLib.geometry import Image, as_volume, from_sitk, to_sitk
+from LungLiverSegLib.imageio import dicom, itk, nifti
+from LungLiverSegLib.imageio.headers import check_text_header
 from LungLiverSegLib.imageio.segnrrd import (
     is_segmentation,
     label_map_from_header,
@@ -34,19 +34,6 @@ from LungLiverSegLib.imageio.suffixes import SEGMENTATION_SUFFIX, WRITABLE_SUFFI
 from LungLiverSegLib.labels import LabelMap
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
-NIFTI1_HEADER_BYTES = 348
-READ_CHUNK_BYTES = 1 << 24
-MODALITY_TAG, SERIES_UID_TAG, SERIES_DESCRIPTION_TAG = "0008|0060", "0020|000e", "0008|103e"
-
-
-@dataclass(frozen=True)
-class DicomSeries:
-    """One DICOM series found in a folder; ``files`` are sorted along the slice normal."""
-
-    uid: str
-    description: str
-    modality: str
-    files: tuple[str, ...]
 
 
 def read_image(path: str | Path, series_uid: str | None = None) -> Image:
@@ -63,13 +50,6 @@ def read_image(path: str | Path, series_uid: str | None = None) -> Image:
     if split_image_name(path)[1] == SEGMENTATION_SUFFIX:
         return read_segmentation(path)[0]
     return _read_file(path)
-
-
-def list_dicom_series(folder: str | Path) -> list[DicomSeries]:
-    """Every DICOM series directly inside ``folder`` (not its subfolders)."""
-    reader = sitk.ImageSeriesReader
-    uids = reader.GetGDCMSeriesIDs(str(folder))
-    return [_describe_series(reader.GetGDCMSeriesFileNames(str(folder), uid), uid) for uid in uids]
 
 
 def write_image(path: str | Path, image: Image, *, overwrite: bool = False) -> Path:
@@ -106,101 +86,49 @@ def read_segmentation(path: str | Path) -> tuple[Image, LabelMap]:
     path = Path(path)
     if not path.is_file():
         raise InputImageError(f"{path}: no such file")
-    img = _execute_reader(path)
-    labels = _image_with_metadata(from_sitk(img), path, modality="")
-    if not is_segmentation(img.GetMetaDataKeys()):
+    reader = sitk.ImageFileReader()
+    labels = _image_with_metadata(_read_checked(path, reader), path, modality="")
+    if not is_segmentation(reader.GetMetaDataKeys()):
         return labels, unnamed_segments(labels.array)
     if labels.array.ndim > labels.ndim:
         raise InputImageError(
             f"{path}: segments overlap ({labels.array.shape[-1]} layers); "
             "make them non-overlapping in Slicer's Segment Editor and save again"
         )
-    header = {key: img.GetMetaData(key) for key in img.GetMetaDataKeys()}
+    header = {key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()}
     return labels, label_map_from_header(path, header)
 
 
 def _read_file(path: Path) -> Image:
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    if not sitk.ImageFileReader.GetImageIOFromFileName(str(path)):
-        raise InputImageError(f"{path}: not an image file SimpleITK can read (corrupt, or wrong extension)")
-    img = _execute_reader(path, reader)
-    if split_image_name(path)[1] in NIFTI_SUFFIXES:
-        _check_nifti_complete(path)
-    modality = reader.GetMetaData(MODALITY_TAG).strip() if reader.HasMetaDataKey(MODALITY_TAG) else ""
-    image = _image_with_metadata(_gray_if_colourless(from_sitk(img)), path, modality)
-    if reader.HasMetaDataKey(SERIES_UID_TAG):
-        image.metadata["series_uid"] = reader.GetMetaData(SERIES_UID_TAG).strip()
+    image = _gray_if_colourless(_read_checked(path, reader))
+    modality = (
+        reader.GetMetaData(dicom.MODALITY_TAG).strip() if reader.HasMetaDataKey(dicom.MODALITY_TAG) else ""
+    )
+    image = _image_with_metadata(image, path, modality)
+    if reader.HasMetaDataKey(dicom.SERIES_UID_TAG):
+        image.metadata["series_uid"] = reader.GetMetaData(dicom.SERIES_UID_TAG).strip()
     return image
 
 
-def _execute_reader(path: Path, reader: sitk.ImageFileReader | None = None) -> sitk.Image:
-    """Run a reader, turning SimpleITK's multi-line exceptions into a one-line InputImageError."""
-    if reader is None:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-    try:
-        return reader.Execute()
-    except RuntimeError as error:
-        raise InputImageError(f"{path}: could not be read as an image ({_last_line(error)})") from None
-
-
-def _check_nifti_complete(path: Path) -> None:
-    """Refuse a cut-off NIfTI file: ITK reads it without complaint, zero-filling the missing voxels."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as stream:
-            header = stream.read(NIFTI1_HEADER_BYTES)
-            expected = _nifti1_file_bytes(header)
-            available = len(header) + sum(
-                len(chunk) for chunk in iter(lambda: stream.read(READ_CHUNK_BYTES), b"")
-            )
-    except (OSError, EOFError) as error:
-        raise InputImageError(f"{path}: could not be read as an image ({error})") from None
-    if expected is not None and available < expected:
-        raise InputImageError(
-            f"{path}: could not be read as an image (file cut off: {available} of {expected} bytes)"
-        )
-
-
-def _check_nifti_written(path: Path) -> None:
-    """Refuse a NIfTI file we just wrote that is shorter than its header promises, without reading
-    its voxels again: the file's size, or for ``.gz`` gzip's trailer (its last 4 bytes hold the
-    uncompressed size mod 2**32), which a cut-off file does not end with."""
-    compressed = path.name.lower().endswith(".gz")
-    with (gzip.open if compressed else open)(path, "rb") as stream:
-        expected = _nifti1_file_bytes(stream.read(NIFTI1_HEADER_BYTES))
-    if expected is None:
-        return
-    if not compressed:
-        complete = path.stat().st_size >= expected
-    else:
-        with path.open("rb") as stream:
-            stream.seek(-4, os.SEEK_END)
-            complete = struct.unpack("<I", stream.read(4))[0] == expected % 2**32
-    if not complete:
-        raise InputImageError(f"{path}: cut off (shorter than the {expected} bytes its header promises)")
-
-
-def _nifti1_file_bytes(header: bytes) -> int | None:
-    """Header + voxel bytes a NIfTI-1 header promises, or None for other headers (NIfTI-2)."""
-    for endian in "<>":
-        if (
-            len(header) == NIFTI1_HEADER_BYTES
-            and struct.unpack(endian + "i", header[:4])[0] == NIFTI1_HEADER_BYTES
-        ):
-            dims = struct.unpack(endian + "8h", header[40:56])
-            bits_per_voxel = struct.unpack(endian + "h", header[72:74])[0]
-            voxel_offset = struct.unpack(endian + "f", header[108:112])[0]
-            voxels = int(np.prod(dims[1 : dims[0] + 1], dtype=np.int64))
-            return max(int(voxel_offset), NIFTI1_HEADER_BYTES) + voxels * bits_per_voxel // 8
-    return None
-
-
-def _last_line(error: Exception) -> str:
-    """The informative last line of a (multi-line) SimpleITK exception."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+def _read_checked(path: Path, reader: sitk.ImageFileReader) -> Image:
+    """Read one file with ``reader``, refusing what ITK would hide: a grid in the header that ITK
+    would replace or let through (checked before ITK reads the file: a sheared or NaN grid makes it
+    print raw lines) and a cut-off NIfTI file; NaN voxels niftilib read as 0 are put back."""
+    suffix = split_image_name(path)[1]
+    if not suffix:  # a DICOM file, or no image
+        dicom.check_file(path)
+    if not sitk.ImageFileReader.GetImageIOFromFileName(str(path)):
+        raise InputImageError(f"{path}: not an image file SimpleITK can read (corrupt, or wrong extension)")
+    header = nifti.read_header(path) if suffix in NIFTI_SUFFIXES else None
+    if header is not None:
+        nifti.check_header(path, header)
+    check_text_header(path, suffix)
+    reader.SetFileName(str(path))
+    image = from_sitk(itk.checked(f"{path}: could not be read as an image", reader.Execute))
+    if header is not None:
+        nifti.check_voxels(path, header, image)
+    return image
 
 
 def _gray_if_colourless(image: Image) -> Image:
@@ -219,41 +147,13 @@ def _image_with_metadata(image: Image, path: Path, modality: str) -> Image:
 
 
 def _read_dicom_folder(folder: Path, series_uid: str | None) -> Image:
-    series = _choose_series(folder, list_dicom_series(folder), series_uid)
+    series = dicom.checked_series(folder, series_uid)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(series.files))
-    try:
-        img = reader.Execute()
-    except RuntimeError as error:
-        message = f"{folder}: DICOM series {series.uid!r} could not be read ({_last_line(error)})"
-        raise InputImageError(message) from None
+    img = itk.checked(f"{folder}: DICOM series {series.uid!r} could not be read", reader.Execute)
     image = _image_with_metadata(from_sitk(img), folder, series.modality)
     image.metadata.update({"series_uid": series.uid, "series_description": series.description})
     return image
-
-
-def _choose_series(folder: Path, found: list[DicomSeries], series_uid: str | None) -> DicomSeries:
-    if not found:
-        raise InputImageError(f"{folder}: folder holds no DICOM series (and is not an image file)")
-    if series_uid is None and len(found) == 1:
-        return found[0]
-    matching = [series for series in found if series.uid == series_uid]
-    if matching:
-        return matching[0]
-    listing = "; ".join(f"{s.uid} ({s.description or 'no description'}, {len(s.files)} files)" for s in found)
-    problem = f"has no series {series_uid}" if series_uid is not None else f"holds {len(found)} DICOM series"
-    raise InputImageError(f"{folder}: {problem}; choose one with series_uid / --series-uid: {listing}")
-
-
-def _describe_series(files: tuple[str, ...], uid: str) -> DicomSeries:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(files[0])
-    reader.ReadImageInformation()
-
-    def tag(key: str) -> str:
-        return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
-
-    return DicomSeries(uid, tag(SERIES_DESCRIPTION_TAG), tag(MODALITY_TAG), tuple(files))
 
 
 def _writable_suffix(path: Path) -> str:
@@ -285,7 +185,7 @@ def _write_atomically(path: Path, img: sitk.Image, overwrite: bool) -> None:
         try:
             sitk.WriteImage(img, str(temporary), useCompression=True)
         except RuntimeError as error:  # ITK's reason names the temporary file: name the target
-            reason = _last_line(error).replace(str(temporary), path.name)
+            reason = itk.reason(error).replace(str(temporary), path.name)
             raise OutputWriteError(f"{path}: could not be written: {reason}") from None
 
 
@@ -296,7 +196,7 @@ def _check_written(path: Path, img: sitk.Image) -> Callable[[Path], None]:
     def check(written: Path) -> None:
         try:
             if split_image_name(path)[1] in NIFTI_SUFFIXES:
-                _check_nifti_written(written)
+                nifti.check_written(written)
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(written))
             reader.ReadImageInformation()

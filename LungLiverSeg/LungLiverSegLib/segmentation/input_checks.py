@@ -61,7 +61,8 @@ def check_input(image: Image, bundle: ModelBundle, source: str) -> None:
         raise InputImageError(f"{source}: a 3D volume was given to the chest X-ray model '{bundle.name}'")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
-        raise InputImageError(f"{source}: {bad} voxels are NaN or infinite; fix or mask them first")
+        which = "every voxel is" if bad == array.size else f"{bad} voxels are"
+        raise InputImageError(f"{source}: {which} NaN or infinite; fix or mask them first")
     low, high = float(array.min()), float(array.max())
     if low == high:
         raise InputImageError(f"{source}: the image is constant (every voxel is {low:g}); nothing to segment")
