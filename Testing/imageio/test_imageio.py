@@ -238,3 +238,46 @@ def test_cip_nrrd_image_and_its_nifti_labels_share_one_grid(shared_data):
     ct = read_image(require_file(folder / "ct-64.nrrd"))
     labels = read_image(require_file(folder / "lung_lr-64.nii.gz"))
     assert ct.origin != labels.origin and geometry.same_grid(ct, labels)
+
+
+def _png_with_a_broken_checksum(path: Path) -> Path:
+    write_image(
+        path, Image((np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8), (1.0, 1.0), (0.0, 0.0))
+    )
+    data = bytearray(path.read_bytes())
+    data[29] ^= 0xFF  # the IHDR chunk's CRC
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _nifti_with_an_unknown_datatype(path: Path) -> Path:
+    write_image(path, Image(np.zeros((4, 5, 6), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)))
+    data = bytearray(path.read_bytes())
+    data[70:72] = struct.pack("<h", 77)  # datatype: no such code
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "model"),
+    [(_png_with_a_broken_checksum, "lungs-cxr-2d"), (_nifti_with_an_unknown_datatype, "lungs-ct-3d")],
+    ids=["libpng", "niftilib"],
+)
+def test_what_the_c_libraries_print_about_a_bad_file_stays_out_of_the_one_line(tmp_path, make, model):
+    """libpng and niftilib print their own complaints on the process's stderr; the user sees only
+    the one-line error (the whole command, in a child process: the lines are C's, not Python's)."""
+    import subprocess
+    import sys
+
+    source = make(tmp_path / ("bad.png" if model == "lungs-cxr-2d" else "bad.nii"))
+    command = [
+        sys.executable,
+        "-m",
+        "LungLiverSegLib.cli",
+        "segment",
+        str(source),
+        str(tmp_path / "o.nii.gz"),
+    ]
+    completed = subprocess.run([*command, "--model", model], capture_output=True, text=True, check=False)
+    assert completed.returncode == 2
+    assert completed.stderr.count("\n") == 1 and completed.stderr.startswith("lunglivseg: error:")

@@ -2,13 +2,19 @@
 
 SimpleITK raises ``RuntimeError`` with a multi-line text (ITK's source file and line, the class,
 then the reason), and ITK prints its warnings straight to stderr (e.g. "Non uniform sampling or
-missing slices detected"): raw lines around our one-line messages. The readers check what
-matters themselves and say it in one line, so ITK's warnings are silenced while it runs.
+missing slices detected"), as do the C libraries under it ("libpng error: IHDR: CRC error",
+niftilib's "** ERROR: nifti_convert_nhdr2nim: bad datatype"): raw lines around our one-line
+messages. The readers check what matters themselves and say it in one line, so ITK's warnings are
+switched off and the process's C-level stderr goes nowhere while it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import SimpleITK as sitk
@@ -24,11 +30,29 @@ def checked(failure: str, call: Callable[[], T]) -> T:
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        return call()
+        with _c_stderr_discarded():
+            return call()
     except RuntimeError as error:
         raise InputImageError(f"{failure} ({reason(error)})") from None
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+@contextmanager
+def _c_stderr_discarded() -> Iterator[None]:
+    """Point file descriptor 2 at a scratch file while the block runs (C libraries print there
+    without asking Python), then back; Python's own ``sys.stderr`` is flushed first."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as scratch:
+            os.dup2(scratch.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def reason(error: Exception) -> str:
