@@ -79,9 +79,8 @@ def check_tolerances(tolerances_mm: Sequence[float]) -> None:
     an NSD that looks like a score but measures nothing."""
     bad = [value for value in tolerances_mm if not (math.isfinite(value) and value > 0)]
     if not tolerances_mm or bad:
-        raise LungLiverSegError(
-            f"NSD tolerances must be positive distances in mm, got {', '.join(map(str, tolerances_mm)) or 'none'}"
-        )
+        given = ", ".join(map(str, tolerances_mm)) or "none"
+        raise LungLiverSegError(f"NSD tolerances must be positive distances in mm, got {given}")
 
 
 def _score(

@@ -4,9 +4,9 @@ ITK reads NIfTI through niftilib, which without a word reads a zero, NaN or infi
 as 1 mm (a negative one as a flipped axis), NaN and infinite float voxels as 0 (an all-NaN image
 becomes "constant 0"), and a cut-off file as zero-filled voxels. So the 348-byte header is parsed
 here (either byte order; ITK reads no NIfTI-2), its grid and size checked before ITK reads the
-file, and the voxel bytes streamed once after: a cut-off file is refused, and the NaN and
-infinite voxels are put back into ITK's array, so that the input checks see and refuse them as
-in any other format.
+file, and after it a cut-off file is refused and the NaN and infinite float voxels are put back
+into ITK's array (one more pass over the voxel bytes), so that the input checks see and refuse
+them as in any other format.
 """
 
 from __future__ import annotations
@@ -102,9 +102,16 @@ def check_header(path: Path, header: Header) -> None:
 
 
 def check_voxels(path: Path, header: Header, image: Image) -> None:
-    """One pass over the voxel bytes after ITK read them into ``image``: refuse a cut-off file,
-    and put the NaN and infinite float voxels niftilib read as 0 back into ``image.array``."""
+    """After ITK read the file into ``image``: refuse a cut-off file, and put the NaN and infinite
+    float voxels niftilib read as 0 back into ``image.array``.
+
+    Integer voxels hide nothing, so for them the size of a ``.nii`` or gzip's trailer of a
+    ``.nii.gz`` is enough to show the file whole (``holds_every_byte``); float voxels, or a file
+    that does not show it that way (several gzip members), take one pass over the voxel bytes.
+    """
     float_type = FLOAT_TYPES.get(header.datatype)
+    if float_type is None and holds_every_byte(path, header):
+        return
     voxels = np.dtype(header.byte_order + float_type) if float_type else None
     target = _in_file_order(image)
     try:
@@ -124,21 +131,24 @@ def check_voxels(path: Path, header: Header, image: Image) -> None:
 
 def check_written(path: Path) -> None:
     """Refuse a NIfTI file we just wrote that is shorter than its header promises, without reading
-    its voxels again: the file's size, or for ``.gz`` gzip's trailer (its last 4 bytes hold the
-    uncompressed size mod 2**32), which a cut-off file does not end with."""
+    its voxels again (``holds_every_byte``)."""
     header = read_header(path)
-    if header is None:
-        return
-    if not _compressed(path):
-        complete = path.stat().st_size >= header.file_bytes
-    else:
-        with path.open("rb") as stream:
-            stream.seek(-4, os.SEEK_END)
-            complete = struct.unpack("<I", stream.read(4))[0] == header.file_bytes % 2**32
-    if not complete:
+    if header is not None and not holds_every_byte(path, header):
         raise InputImageError(
             f"{path}: cut off (shorter than the {header.file_bytes} bytes its header promises)"
         )
+
+
+def holds_every_byte(path: Path, header: Header) -> bool:
+    """Whether the file holds all the bytes its header promises, known without decompressing it:
+    the size of a ``.nii``; for a ``.nii.gz``, gzip's trailer, whose last 4 bytes hold the
+    uncompressed size mod 2**32 and which a cut-off file does not end with (its last 4 bytes are
+    then deflate data, equal to the size by a 1 in 4 billion chance)."""
+    if not _compressed(path):
+        return path.stat().st_size >= header.file_bytes
+    with path.open("rb") as stream:
+        stream.seek(-4, os.SEEK_END)
+        return bool(struct.unpack("<I", stream.read(4))[0] == header.file_bytes % 2**32)
 
 
 def _fields(header: bytes, order: str, shape: tuple[int, ...]) -> Header:
