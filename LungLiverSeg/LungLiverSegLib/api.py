@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from LungLiverSegLib.geometry import Image
-from LungLiverSegLib.imageio import read_image, write_segmentation
+from LungLiverSegLib.imageio import check_output_path, read_image, write_segmentation
 from LungLiverSegLib.progress import Progress, StageClock
 from LungLiverSegLib.segmentation.segment import LoadedModel, load_model, segment_image
 
@@ -33,6 +33,8 @@ def segment(  # noqa: PLR0913  (the public one-call API: keyword options, like T
 
     ``clock`` (when given) says where the time went: seconds per stage (read, preprocess,
     network, back to grid, postprocess, write)."""
+    if output is not None:
+        check_output_path(output, overwrite=overwrite)  # before minutes of work, not after
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     clock = clock or StageClock()
     with clock.stage("read"):

@@ -78,7 +78,7 @@ def atomic_output(
     """
     path = Path(path)
     if not overwrite and path.exists():  # say so before the work of writing; _publish decides
-        raise _exists_error(path)
+        raise exists_error(path)
     temporary = temporary_path(path, suffix)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,10 +96,11 @@ def atomic_output(
         with contextlib.suppress(OSError):  # never mask the first error with a failed clean-up
             temporary.unlink(missing_ok=True)
     if not published:
-        raise _exists_error(path)
+        raise exists_error(path)
 
 
-def _exists_error(path: Path) -> FileExistsError:
+def exists_error(path: Path) -> FileExistsError:
+    """The refusal to replace ``path`` without being asked to."""
     return FileExistsError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it")
 
 

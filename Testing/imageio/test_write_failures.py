@@ -117,3 +117,40 @@ def test_threads_below_one_is_refused_by_the_parser(capsys):
         main(["segment", "in.nii.gz", "out.nii.gz", "--threads", "-1"])
     assert exit_status.value.code == 2
     assert "--threads: must be at least 1, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (lambda tmp, disk: disk / "labels.nii.gz", "read-only"),
+        (lambda tmp, disk: _file(tmp / "taken.nii.gz"), "already exists"),
+        (lambda tmp, disk: _file(tmp / "a_file") / "labels.nii.gz", "is a file, not a folder"),
+        (lambda tmp, disk: tmp, "is a folder"),
+        (lambda tmp, disk: tmp / "labels.txt", "cannot write this format"),
+    ],
+    ids=["read-only disk", "existing file", "parent is a file", "a folder", "unknown format"],
+)
+def test_segment_refuses_an_output_it_could_not_write_before_any_work(
+    output, message, read_only_disk: Path, tmp_path: Path, capsys
+):
+    """The output is checked before the model is even looked up (an unknown model would be the
+    first error otherwise) and before minutes of segmentation, not after them."""
+    target = output(tmp_path, read_only_disk)
+    source = tmp_path / "dicom"  # an (empty) DICOM folder: one case, never read
+    source.mkdir()
+    code = main(["segment", str(source), str(target), "--model", "no-such-model", "--progress", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_the_api_checks_the_output_before_reading_the_input(tmp_path: Path):
+    from LungLiverSegLib.api import segment
+
+    taken = _file(tmp_path / "taken.nii.gz")
+    with pytest.raises(FileExistsError, match="already exists"):
+        segment(tmp_path / "not-read.nii.gz", taken, "no-such-model")
+
+
+def _file(path: Path) -> Path:
+    path.write_text("a user's file")
+    return path

@@ -39,12 +39,15 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     from LungLiverSegLib.api import segment
+    from LungLiverSegLib.imageio import check_output_path
     from LungLiverSegLib.segmentation.memory import reuse_freed_memory
     from LungLiverSegLib.segmentation.segment import STAGES, load_model
 
     if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
         raise LungLiverSegError(f"--overlap must be in [0, 1), got {args.overlap}")
     cases = segmentation_cases(args.input, args.output, args.format)
+    for _, target in cases:  # every output, before the model loads and the first case runs
+        check_output_path(target, overwrite=args.overwrite)
     reuse_freed_memory()
     loaded = load_model(args.model, args.device, args.threads)
     report = progress_printer(args.progress)

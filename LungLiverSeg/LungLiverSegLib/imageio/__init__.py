@@ -12,6 +12,7 @@ May import: foundations only.
 
 from LungLiverSegLib.imageio.dicom import DicomSeries, list_dicom_series
 from LungLiverSegLib.imageio.images import (
+    check_output_path,
     read_image,
     read_segmentation,
     write_image,
@@ -29,6 +30,7 @@ __all__ = [
     "SEGMENTATION_SUFFIX",
     "WRITABLE_SUFFIXES",
     "DicomSeries",
+    "check_output_path",
     "list_dicom_series",
     "read_image",
     "read_segmentation",

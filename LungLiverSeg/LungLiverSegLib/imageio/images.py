@@ -13,6 +13,7 @@ run never leaves half a file behind, and they refuse to overwrite unless asked.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from LungLiverSegLib.errors import InputImageError, LungLiverSegError, OutputWriteError
-from LungLiverSegLib.files import atomic_output
+from LungLiverSegLib.files import atomic_output, exists_error
 from LungLiverSegLib.geometry import Image, as_volume, from_sitk, to_sitk
 from LungLiverSegLib.imageio import dicom, itk, nifti
 from LungLiverSegLib.imageio.headers import check_text_header
@@ -58,6 +59,25 @@ def write_image(path: str | Path, image: Image, *, overwrite: bool = False) -> P
     if _writable_suffix(path) == ".png":
         _check_png_compatible(path, image)
     _write_atomically(path, to_sitk(image), overwrite)
+    return path
+
+
+def check_output_path(path: str | Path, *, overwrite: bool = False) -> Path:
+    """Refuse, before any work, an output that could not be written: a format we cannot write, an
+    existing file without ``overwrite``, a folder in its place, or a parent that is a file or that
+    this user cannot write to. The write itself still checks everything (a disk can fill up)."""
+    path = Path(path)
+    if path.is_dir():
+        raise LungLiverSegError(f"{path}: is a folder; give the output file's name")
+    _writable_suffix(path)
+    if path.exists() and not overwrite:
+        raise exists_error(path)
+    parent = next(folder for folder in path.absolute().parents if folder.exists())
+    if not parent.is_dir():
+        raise OutputWriteError(f"{path}: cannot be written: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        reason = f"no permission to write in {parent} (or it is read-only)"
+        raise OutputWriteError(f"{path}: cannot be written: {reason}")
     return path
 
 
