@@ -19,6 +19,7 @@ argmax (docs/PERFORMANCE.md).
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -44,7 +45,7 @@ def timed(forward: Forward, batches: list[torch.Tensor]) -> tuple[float, torch.T
 
 def channels_last(network: torch.nn.Module, dims: int) -> Forward:
     memory_format = torch.channels_last_3d if dims == 3 else torch.channels_last
-    converted = network.to(memory_format=memory_format)
+    converted = copy.deepcopy(network).to(memory_format=memory_format)  # .to converts in place
     return lambda batch: converted(batch.contiguous(memory_format=memory_format))
 
 

@@ -130,9 +130,9 @@ def unsure_ratio(probabilities: torch.Tensor) -> float:
     image) whole regions are unsure, and the ratio shows it even when the argmax looks clean.
     """
     background = probabilities[0]
-    top = probabilities.max(dim=0).values
+    top = probabilities.amax(dim=0)
     unsure = int(((top < SURE_PROBABILITY) & (background < SURE_PROBABILITY)).sum())
-    found = int((background < probabilities[1:].max(dim=0).values).sum()) if len(probabilities) > 1 else 0
+    found = int((background < top).sum())  # some structure beats the background
     return unsure / max(found, 1)
 
 
