@@ -17,10 +17,15 @@ from LungLiverSegLib.geometry import bounding_box
 
 
 def _components(mask: np.ndarray, connectivity: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Connected-component labels of ``mask`` and each component's size (index 0: background)."""
+    """Connected-component labels of ``mask`` and each component's size (index 0: background).
+
+    Sizes by ``ndimage.histogram`` (one bin per label): ``np.bincount`` first copies the int32
+    labels to int64, 12x slower on a lung's 100-million-voxel box."""
     structure = ndimage.generate_binary_structure(mask.ndim, connectivity or mask.ndim)
     components, count = ndimage.label(mask, structure=structure)
-    return components, np.bincount(components.ravel(), minlength=count + 1)
+    if count == 0:
+        return components, np.array([components.size])
+    return components, ndimage.histogram(components, 0, count, count + 1).astype(np.int64)
 
 
 def keep_largest_component(mask: np.ndarray, connectivity: int | None = None) -> np.ndarray:
@@ -86,8 +91,9 @@ def density_check(
 
 
 def fill_holes(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
-    """``mask`` with every background region it encloses filled: the same result as
-    ``scipy.ndimage.binary_fill_holes(mask, structure)``, 3x faster on a lung's bounding box.
+    """``mask`` with every background region it encloses filled (``mask`` itself when it encloses
+    none): the same result as ``scipy.ndimage.binary_fill_holes(mask, structure)``, 3x faster on a
+    lung's bounding box.
 
     A hole is a background region, connected through ``structure`` (face neighbours by default),
     that cannot step out of the array: it touches no face of an axis along which ``structure``
@@ -102,7 +108,7 @@ def fill_holes(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndar
     for axis in _axes_reached(structure):
         for end in (0, -1):
             enclosed[np.unique(np.take(background, end, axis=axis))] = False
-    return mask | enclosed[background]
+    return mask | enclosed[background] if enclosed.any() else mask
 
 
 def _axes_reached(structure: np.ndarray) -> list[int]:
@@ -165,9 +171,10 @@ def _clean_label(
     else:
         keep = sizes >= max(min_voxels, 1)
     keep[0] = False
-    cleaned = keep[region.components]
+    dropped = keep[1:] != (sizes[1:] > 0)
+    cleaned = keep[region.components] if dropped.any() else mask
     if value in spec.fill_holes:
-        cleaned = fill_holes(cleaned)
-        cleaned &= (labels == 0) | mask  # a filled hole never steals another structure
-    labels[mask & ~cleaned] = 0
-    labels[cleaned & ~mask] = value
+        cleaned = fill_holes(cleaned) & ((labels == 0) | mask)  # a filled hole steals no structure
+    if cleaned is not mask:
+        labels[mask & ~cleaned] = 0
+        labels[cleaned & ~mask] = value
