@@ -196,10 +196,13 @@ def write_text_atomic(path: str | Path, text: str, *, overwrite: bool = True) ->
 
 
 @contextmanager
-def exclusive_lock(path: str | Path, *, wait_s: float, busy: Exception) -> Iterator[None]:
+def exclusive_lock(
+    path: str | Path, *, wait_s: float, busy: Exception, still_wanted: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Hold the lock on ``path`` (an empty file, created if missing) while the block runs.
 
-    A second holder waits up to ``wait_s`` seconds, polling, then ``busy`` is raised. The lock is
+    A second holder waits up to ``wait_s`` seconds, polling, then ``busy`` is raised; at each poll
+    ``still_wanted()`` may raise to stop waiting (a cancel button, Ctrl-C). The lock is
     the OS's on the open file (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows), not the
     file's existence, so it ends with its holder's process however that ends: a SIGKILL never
     leaves a stale lock. The file is kept: deleting it would let a waiter lock a file that the next
@@ -207,7 +210,7 @@ def exclusive_lock(path: str | Path, *, wait_s: float, busy: Exception) -> Itera
     """
     path = Path(path)
     with _open_lock_file(path) as stream:
-        _wait_for_lock(stream, path, wait_s, busy)
+        _wait_for_lock(stream, path, wait_s, busy, still_wanted)
         try:
             yield
         finally:
@@ -222,11 +225,15 @@ def _open_lock_file(path: Path) -> BinaryIO:
         raise OutputWriteError(f"{path}: could not be created: {describe_os_error(error)}") from error
 
 
-def _wait_for_lock(stream: BinaryIO, path: Path, wait_s: float, busy: Exception) -> None:
+def _wait_for_lock(
+    stream: BinaryIO, path: Path, wait_s: float, busy: Exception, still_wanted: Callable[[], None] | None
+) -> None:
     deadline = time.monotonic() + wait_s
     while not _try_lock(stream.fileno(), path):
         if time.monotonic() >= deadline:
             raise busy
+        if still_wanted is not None:
+            still_wanted()
         time.sleep(LOCK_POLL_S)
 
 

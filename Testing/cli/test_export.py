@@ -174,3 +174,22 @@ def test_a_dataset_another_export_keeps_busy_is_one_line_after_the_wait(
         err == f"lunglivseg: error: dataset {root} is busy (another export is writing to it); waited 0.2 s\n"
     )
     assert export(arguments, capsys)[0] == 0
+
+
+def test_cancel_stops_the_wait_for_a_busy_dataset(files: Path, capsys, monkeypatch: pytest.MonkeyPatch):
+    """The Slicer module's Cancel (the cancel file) or Ctrl-C ends the wait for another export's
+    turn at once, not after the 60 s it would wait."""
+    import time
+
+    from LungLiverSegLib.cli.events import CANCEL_FILE_ENV
+
+    root = files / "ds"
+    cancel_file = files / "cancel"
+    cancel_file.touch()
+    monkeypatch.setenv(CANCEL_FILE_ENV, str(cancel_file))
+    arguments = [str(files / "ct.nii.gz"), str(files / "approved.seg.nrrd"), str(root), "--case-id", "p1"]
+    start = time.monotonic()
+    with exclusive_lock(root / LOCK_FILE, wait_s=0, busy=AssertionError("not free at first")):
+        code, out, err = export(arguments, capsys)
+    assert (code, out) == (130, "") and "cancelled" in err and time.monotonic() - start < 10
+    assert not (root / "dataset.json").exists()

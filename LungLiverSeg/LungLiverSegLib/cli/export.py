@@ -49,6 +49,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         model=model if proposal is not None else None,
         modality=None if bundle is None else bundle.modality,
         overwrite=args.overwrite,
+        cancel=cancel,
     )
     print(f"exported case {record.case_id} into {args.dataset_dir}")
     print(correction_summary(args.dataset_dir))

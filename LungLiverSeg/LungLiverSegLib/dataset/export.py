@@ -50,6 +50,7 @@ from LungLiverSegLib.files import exclusive_lock, is_hidden, remove_temporaries,
 from LungLiverSegLib.geometry import Image, grid_difference
 from LungLiverSegLib.imageio import write_image
 from LungLiverSegLib.labels import LabelMap
+from LungLiverSegLib.progress import CancelToken
 from LungLiverSegLib.tables import text_table
 
 CASE_FOLDERS = (layout.IMAGES_FOLDER, layout.LABELS_FOLDER, layout.PREDICTIONS_FOLDER)
@@ -174,6 +175,7 @@ def export_case(  # noqa: PLR0913  (the public one-call export: keyword options)
     model: ModelId | None = None,
     modality: str | None = None,
     overwrite: bool = False,
+    cancel: CancelToken | None = None,
 ) -> CaseRecord:
     """Add (or with ``overwrite`` replace) one case; creates the dataset on first use.
 
@@ -181,7 +183,8 @@ def export_case(  # noqa: PLR0913  (the public one-call export: keyword options)
     ``{"name", "version"}`` of the model that made ``proposal``. ``modality`` is the images' kind
     (a bundle's ``modality``: CT, CXR, MR): it names the dataset's channel in dataset.json, from
     which nnU-Net chooses the intensity normalisation, so every case of a dataset must share it.
-    None when unknown: a new dataset is then CT, and an existing one keeps its own.
+    None when unknown: a new dataset is then CT, and an existing one keeps its own. ``cancel``
+    stops the wait for a dataset another export is writing to (``Cancelled``).
     """
     root = Path(dataset_dir)
     validate_case_id(case_id)
@@ -194,19 +197,21 @@ def export_case(  # noqa: PLR0913  (the public one-call export: keyword options)
     )
     record = _make_record(case, label_map, source, model, _now())  # the metrics: outside the lock
     _refuse_foreign_folder(root)
-    with _dataset_lock(root):
+    with _dataset_lock(root, cancel):
         _remove_stale_temporaries(root)
         description = _description_to_extend(root, label_map, modality, record.exported_at)
         _add_case(root, description, case, record, overwrite=overwrite)
     return record
 
 
-def _dataset_lock(root: Path) -> AbstractContextManager[None]:
-    """Held from reading the dataset to writing it: exports into one dataset take turns."""
+def _dataset_lock(root: Path, cancel: CancelToken | None) -> AbstractContextManager[None]:
+    """Held from reading the dataset to writing it: exports into one dataset take turns (a
+    cancelled export stops waiting for its turn)."""
     busy = DatasetExportError(
         f"dataset {root} is busy (another export is writing to it); waited {LOCK_WAIT_S:g} s"
     )
-    return exclusive_lock(root / LOCK_FILE, wait_s=LOCK_WAIT_S, busy=busy)
+    still_wanted = None if cancel is None else cancel.check
+    return exclusive_lock(root / LOCK_FILE, wait_s=LOCK_WAIT_S, busy=busy, still_wanted=still_wanted)
 
 
 def _remove_stale_temporaries(root: Path) -> None:
