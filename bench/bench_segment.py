@@ -232,18 +232,10 @@ def compare(args: argparse.Namespace) -> None:
 
 
 def large(args: argparse.Namespace) -> None:
-    from LungLiverSegLib.geometry import Image
-    from LungLiverSegLib.imageio.images import write_image
+    from bench_stages import synthetic_chest_ct  # this folder is on the path of a script run
 
     with tempfile.TemporaryDirectory() as folder:
-        array = np.full((1000, 512, 512), -1000, np.int16)
-        zz, yy, xx = np.ogrid[:1000, :512, :512]
-        body = ((yy - 256) / 200.0) ** 2 + ((xx - 256) / 240.0) ** 2 <= 1.0
-        array[:, body[0]] = 40
-        lungs = (((yy - 230) / 120.0) ** 2 + ((np.abs(xx - 256) - 100) / 80.0) ** 2 <= 1.0) & (zz < 600)
-        array[lungs] = -850
-        path = write_image(f"{folder}/large_ct.nii.gz", Image(array, (0.7, 0.7, 0.5), (0.0, 0.0, 0.0)))
-        del array, lungs
+        path = synthetic_chest_ct(1000, Path(folder) / "large_ct.nii.gz")
         result = in_child("ours", str(path), args.model, f"{folder}/large_seg.nii.gz", args.threads)
     print(
         f"512x512x1000 CT: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB "
