@@ -54,6 +54,7 @@ INPUT_GRID_SHAPE = (462, 360, 480)
 
 def run_ours(image: str, model: str, output: str, threads: int) -> dict:
     from LungLiverSegLib.api import segment
+    from LungLiverSegLib.segmentation.memory import reuse_freed_memory
     from LungLiverSegLib.segmentation.segment import load_model
 
     reuse_freed_memory()
@@ -63,16 +64,10 @@ def run_ours(image: str, model: str, output: str, threads: int) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
-def reuse_freed_memory() -> None:
-    """What ``lunglivseg segment`` does to its process (glibc keeps freed large blocks)."""
-    from LungLiverSegLib.segmentation.memory import reuse_freed_memory as reuse
-
-    reuse()
-
-
 def run_monai(image: str, model: str, output: str, threads: int) -> dict:
     import torch
     from LungLiverSegLib.bundle.catalogue import find_model
+    from LungLiverSegLib.segmentation.memory import reuse_freed_memory
     from LungLiverSegLib.segmentation.postprocess import postprocess_labels
     from LungLiverSegLib.segmentation.preprocess import body_mask
     from LungLiverSegLib.segmentation.segment import load_model, outside_body
@@ -209,20 +204,17 @@ def in_child(which: str, image: str, model: str, output: str, threads: int) -> d
 
 
 def compare(args: argparse.Namespace) -> None:
-    from LungLiverSegLib.evaluation.metrics import dice
-    from LungLiverSegLib.imageio.images import read_image
+    from bench_stages import dice_per_label  # this folder is on the path of a script run
 
     with tempfile.TemporaryDirectory() as folder:
         ours_path, monai_path = f"{folder}/ours.nii.gz", f"{folder}/monai.nii.gz"
         recipe_path = f"{folder}/monai_recipe.nii.gz"
         ours = in_child("ours", args.image, args.model, ours_path, args.threads)
         monai = in_child("monai", args.image, args.model, monai_path, args.threads)
-        a = read_image(ours_path)
-        agreement = {}
-        for name, path in (("same model steps", monai_path), ("recipe only", recipe_path)):
-            b = read_image(path)
-            values = sorted(set(np.unique(a.array)) | set(np.unique(b.array)) - {0})
-            agreement[name] = {int(v): round(float(dice(a.array == v, b.array == v)), 4) for v in values if v}
+        agreement = {
+            name: dice_per_label(ours_path, path)
+            for name, path in (("same model steps", monai_path), ("recipe only", recipe_path))
+        }
     print(f"image: {args.image}  model: {args.model}  threads: {args.threads}")
     print(f"lunglivseg segment : {ours['seconds']:7.2f} s   peak RSS {ours['peak_rss_mb']:7.0f} MB")
     print(f"MONAI pipeline     : {monai['seconds']:7.2f} s   peak RSS {monai['peak_rss_mb']:7.0f} MB")

@@ -35,7 +35,7 @@ from LungLiverSegLib.bundle.spec import (
     semver_key,
 )
 from LungLiverSegLib.errors import BundleError, LungLiverSegWarning
-from LungLiverSegLib.files import exclusive_lock
+from LungLiverSegLib.files import exclusive_lock, is_hidden
 from LungLiverSegLib.jsonio import read_json
 from LungLiverSegLib.paths import bundled_models_dir, user_models_dir
 from LungLiverSegLib.tables import text_table
@@ -220,7 +220,7 @@ def _user_entries() -> list[CatalogueEntry]:
     return [
         user_entry(folder)
         for folder in sorted(models_dir.iterdir())
-        if not folder.name.startswith(".") and folder.is_dir()
+        if not is_hidden(folder) and folder.is_dir()
     ]
 
 

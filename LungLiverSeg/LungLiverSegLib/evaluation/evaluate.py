@@ -22,6 +22,7 @@ import numpy as np
 from LungLiverSegLib.dataset.layout import case_id
 from LungLiverSegLib.errors import InputImageError, LungLiverSegError
 from LungLiverSegLib.evaluation import metrics
+from LungLiverSegLib.files import is_hidden
 from LungLiverSegLib.geometry import Image, grid_difference
 from LungLiverSegLib.imageio import WRITABLE_SUFFIXES, read_image, split_image_name
 from LungLiverSegLib.tables import text_table
@@ -127,11 +128,7 @@ def _label_files(folder: Path) -> dict[str, Path]:
         raise InputImageError(f"{folder} is not a folder")
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if (
-            path.is_file()
-            and not path.name.startswith(".")
-            and split_image_name(path)[1] in LABEL_FILE_SUFFIXES
-        ):
+        if path.is_file() and not is_hidden(path) and split_image_name(path)[1] in LABEL_FILE_SUFFIXES:
             name = case_id(path)
             if name in files:
                 raise InputImageError(f"{folder}: {files[name].name} and {path.name} are both case {name!r}")

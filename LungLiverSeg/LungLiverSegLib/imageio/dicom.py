@@ -18,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from LungLiverSegLib.errors import InputImageError
+from LungLiverSegLib.files import is_hidden
 from LungLiverSegLib.imageio import itk
 from LungLiverSegLib.imageio.dicom_lengths import check_element_lengths, has_dicom_magic
 from LungLiverSegLib.imageio.headers import check_direction, check_finite, check_spacing
@@ -124,7 +125,7 @@ def _dicom_files(folder: Path) -> list[Path]:
 def _is_dicom_file(path: Path) -> bool:
     """Whether a file is DICOM by its magic or its ``.dcm`` name (a cut-off file may end before the
     magic), leaving out the index (DICOMDIR) and hidden files (macOS's ``._`` copies)."""
-    if not path.is_file() or path.name.startswith(".") or path.name.upper() == DICOMDIR:
+    if not path.is_file() or is_hidden(path) or path.name.upper() == DICOMDIR:
         return False
     return path.suffix.lower() == ".dcm" or has_dicom_magic(path)
 

@@ -107,7 +107,7 @@ def fill_holes(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndar
     enclosed[0] = False
     for axis in _axes_reached(structure):
         for end in (0, -1):
-            enclosed[np.unique(np.take(background, end, axis=axis))] = False
+            enclosed[np.take(background, end, axis=axis)] = False
     return mask | enclosed[background] if enclosed.any() else mask
 
 
@@ -166,11 +166,10 @@ def _clean_label(
     sizes = region.sizes.copy()
     sizes[0] = 0
     if value in spec.largest_component:
-        keep = sizes == sizes.max() if sizes.max() > 0 else sizes > 0
-        keep &= np.cumsum(keep) == 1  # the first of equally large ones, as argmax picks
+        keep = np.zeros(len(sizes), dtype=bool)
+        keep[int(sizes.argmax())] = sizes.max() > 0  # the first of equally large ones
     else:
         keep = sizes >= max(min_voxels, 1)
-    keep[0] = False
     dropped = keep[1:] != (sizes[1:] > 0)
     cleaned = keep[region.components] if dropped.any() else mask
     if value in spec.fill_holes:
