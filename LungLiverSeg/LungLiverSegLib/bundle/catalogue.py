@@ -20,7 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from LungLiverSegLib.bundle.json_fields import JsonFields, is_number
@@ -201,6 +201,11 @@ def _name_and_version(folder: Path) -> tuple[str, str]:
 def _broken_entry(folder: Path, error: BundleError) -> CatalogueEntry:
     name, version = _name_and_version(folder)
     return CatalogueEntry(name, version, "", "?", 0, (), "?", None, None, folder, USER, str(error))
+
+
+def installed_entry(bundle: ModelBundle, folder: Path) -> CatalogueEntry:
+    """The listing entry of ``bundle``, validated in memory and just installed into ``folder``."""
+    return _entry_from_bundle(replace(bundle, folder=folder), USER)
 
 
 def user_entry(folder: Path) -> CatalogueEntry:

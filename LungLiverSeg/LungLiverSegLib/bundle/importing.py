@@ -19,9 +19,9 @@ from LungLiverSegLib.bundle.catalogue import (
     CatalogueEntry,
     import_staging,
     install_folder_name,
+    installed_entry,
     list_models,
     preference,
-    user_entry,
 )
 from LungLiverSegLib.bundle.sources import copy_bundle, open_source
 from LungLiverSegLib.bundle.spec import ModelBundle, semver_key
@@ -108,4 +108,4 @@ def import_model(path: str | Path, *, overwrite: bool = False, replace: bool = F
         load_network(bundle, "cpu")
         move_into_place(bundle.stored_folder, destination, overwrite=overwrite)
     notices = _change_notices(bundle, path, changes) + ([left_out] if left_out else [])
-    return ImportResult(user_entry(destination), tuple(notices))
+    return ImportResult(installed_entry(bundle, destination), tuple(notices))

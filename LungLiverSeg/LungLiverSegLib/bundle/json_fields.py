@@ -23,7 +23,8 @@ def is_number(value: object) -> TypeGuard[int | float]:
     return abs(value) <= sys.float_info.max if isinstance(value, int) else math.isfinite(value)
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
+    """A JSON integer: Python's ``bool`` is an ``int`` too, and ``true`` is no size."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -80,7 +81,7 @@ class JsonFields:
     def schema_version(self, supported: tuple[int, ...]) -> int:
         """The document's schema_version; a newer one means this LungLiverSeg is too old to read it."""
         value = self.get("schema_version")
-        if not _is_int(value) or value not in supported:
+        if not is_int(value) or value not in supported:
             readable = ", ".join(map(str, supported))
             self.fail("schema_version", f"{value!r} is not supported (this LungLiverSeg reads {readable})")
         return value
@@ -115,7 +116,7 @@ class JsonFields:
 
     def integer(self, key: str, *, minimum: int, maximum: int) -> int:
         value = self.get(key)
-        if not _is_int(value) or not minimum <= value <= maximum:
+        if not is_int(value) or not minimum <= value <= maximum:
             self.fail(key, f"expected an integer in {minimum}..{maximum}, got {value!r}")
         return value
 
@@ -131,7 +132,7 @@ class JsonFields:
         if not isinstance(value, list) or len(value) != length:
             count = len(value) if isinstance(value, list) else repr(value)
             self.fail(key, f"expected {length} {kind}{why}, got {count}")
-        valid = _is_int if integers else is_number
+        valid = is_int if integers else is_number
         if not all(valid(item) and (item > 0 or not positive) for item in value):
             self.fail(key, f"expected {'positive ' if positive else ''}{kind}, got {value!r}")
         return tuple(int(item) if integers else float(item) for item in value)
@@ -163,7 +164,7 @@ class JsonFields:
     def label_values(self, key: str, known: LabelMap) -> tuple[int, ...]:
         """A list of label values that all exist in ``known``."""
         value = self.get(key, [])
-        if not isinstance(value, list) or not all(_is_int(item) for item in value):
+        if not isinstance(value, list) or not all(is_int(item) for item in value):
             self.fail(key, f"expected a list of label values, got {value!r}")
         for item in value:
             if item not in known:

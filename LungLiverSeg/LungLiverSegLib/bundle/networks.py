@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from LungLiverSegLib.bundle.json_fields import is_int
 from LungLiverSegLib.bundle.spec import ARCHITECTURE_NAMES, ArchitectureSpec, check_architecture_name
 from LungLiverSegLib.bundle.unets import BasicUNet, UNet
 from LungLiverSegLib.errors import BundleError
@@ -45,7 +46,7 @@ def _fail(key: str, message: str) -> BundleError:
 
 
 def _int_in(value: object, lowest: int, highest: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and lowest <= value <= highest
+    return is_int(value) and lowest <= value <= highest
 
 
 def _counts(params: Mapping[str, Any], key: str, maximum: int, length: int | None = None) -> list[int]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from LungLiverSegLib.bundle.json_fields import is_int
 from LungLiverSegLib.errors import BundleError
 
 LENGTH_BYTES = 8
@@ -63,7 +64,7 @@ def _fail(source: object, message: str) -> NoReturn:
 
 
 def _is_size(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_int(value) and value >= 0
 
 
 def _tensor(name: str, value: Any, source: object) -> tuple[TensorEntry, _Span]:

@@ -41,6 +41,7 @@ import numpy as np
 
 from LungLiverSegLib.bundle.json_fields import JsonFields
 from LungLiverSegLib.bundle.model_json import label_to_json, parse_labels
+from LungLiverSegLib.bundle.spec import MAX_LABEL_VALUE
 from LungLiverSegLib.dataset import layout
 from LungLiverSegLib.dataset.layout import CASES_JSONL, DATASET_JSON
 from LungLiverSegLib.errors import LungLiverSegError, LungLiverSegWarning
@@ -60,7 +61,6 @@ UNKNOWN_MODALITY = layout.CT_CHANNEL  # what every export wrote before the modal
 OWN_SECTION = "lunglivseg"
 MAX_CASE_ID_LENGTH = 100
 NOT_CASE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
-MAX_LABEL_VALUE = 255  # labels are stored as uint8
 LOCK_FILE = ".lunglivseg.lock"  # hidden: no reader takes it for data, and a new dataset may hold it
 LOCK_WAIT_S = 60.0  # an export holds the lock for seconds (a large CT on a slow disk: tens)
 

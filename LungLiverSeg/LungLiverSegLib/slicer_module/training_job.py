@@ -123,7 +123,7 @@ def _installed(job: TrainingJob, result: ProcessResult) -> TrainingOutcome:
         # replace: the user trained this model here; what its name now runs is said in the warnings
         imported = import_model(job.exported_bundle, overwrite=replace, replace=True)
         entry = imported.entry
-        metrics = load_bundle(entry.folder, verify_checksum=False).validation
+        metrics = trained.validation  # the installed copy is these bytes, checked by the import
     except Exception as error:
         return TrainingOutcome(error=str(error))
     return TrainingOutcome(
