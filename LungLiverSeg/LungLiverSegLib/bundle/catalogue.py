@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from LungLiverSegLib.bundle.json_fields import JsonFields, is_number
-from LungLiverSegLib.bundle.model_json import load_bundle
+from LungLiverSegLib.bundle.model_json import check_weights, load_bundle
 from LungLiverSegLib.bundle.sources import copy_bundle, open_source
 from LungLiverSegLib.bundle.spec import (
     MODEL_JSON,
@@ -304,8 +304,8 @@ def _load_zip_for_session(zip_path: Path) -> ModelBundle:
     _SESSION_EXTRACTIONS.append(extraction)
     target = Path(extraction.name) / "bundle"
     with open_source(zip_path) as source:
-        copy_bundle(source, target)
-    return load_bundle(target)
+        bundle, _ = copy_bundle(source, target)
+    return check_weights(bundle)
 
 
 def find_model(name_or_path: str | Path) -> ModelBundle:

@@ -404,7 +404,12 @@ def load_bundle(path: str | Path, *, verify_checksum: bool = True) -> ModelBundl
     ``verify_checksum=False`` skips hashing the weights, for cheap listings only: load_network
     always verifies them again before reading.
     """
-    bundle = read_model_json(path)
+    return check_weights(read_model_json(path), verify_checksum=verify_checksum)
+
+
+def check_weights(bundle: ModelBundle, *, verify_checksum: bool = True) -> ModelBundle:
+    """``load_bundle``'s second half, for a bundle whose model.json was just read: its weights file
+    exists, its safetensors header describes the file, and (``verify_checksum``) its sha256."""
     json_path = bundle.stored_folder / MODEL_JSON
     if not bundle.weights_path.is_file():
         raise BundleError(f"{json_path}: weights.file: {bundle.weights_path} does not exist")
