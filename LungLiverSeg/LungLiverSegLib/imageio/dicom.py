@@ -99,6 +99,8 @@ def checked_series(folder: Path, series_uid: str | None) -> DicomSeries:
     series = _choose(folder, found, series_uid)
     if len(series.files) > 1:
         _check_slices(folder, [_read_slice(Path(name)) for name in series.files])
+    else:  # one slice stacks with nothing, but its own spacing still counts
+        check_file(Path(series.files[0]))
     return series
 
 
