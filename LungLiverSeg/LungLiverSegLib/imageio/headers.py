@@ -18,12 +18,11 @@ from numpy.typing import ArrayLike
 
 from LungLiverSegLib.errors import InputImageError
 from LungLiverSegLib.geometry import GRID_TOLERANCE
+from LungLiverSegLib.imageio.suffixes import METAIMAGE_SUFFIXES, NRRD_SUFFIXES
 
 HEADER_LIMIT_BYTES = 1 << 22
 """Where a text header search gives up: a Slicer ``.seg.nrrd`` header with a hundred segments
 is about 200 KB; a file without the header's end is binary data, not worth scanning."""
-NRRD_SUFFIXES = (".nrrd", ".seg.nrrd")
-METAIMAGE_SUFFIXES = (".mha", ".mhd")
 NRRD_SPATIAL_KINDS = ("domain", "space", "time", "???", "none")
 """NRRD axis kinds ITK reads as image axes; the others (``vector``, ``RGB-color``, ``list``...)
 are pixel components, whose spacing is NaN by the NRRD standard."""

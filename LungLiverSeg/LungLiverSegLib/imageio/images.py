@@ -31,10 +31,13 @@ from LungLiverSegLib.imageio.segnrrd import (
     segmentation_header,
     unnamed_segments,
 )
-from LungLiverSegLib.imageio.suffixes import SEGMENTATION_SUFFIX, WRITABLE_SUFFIXES, split_image_name
+from LungLiverSegLib.imageio.suffixes import (
+    NIFTI_SUFFIXES,
+    SEGMENTATION_SUFFIX,
+    WRITABLE_SUFFIXES,
+    split_image_name,
+)
 from LungLiverSegLib.labels import LabelMap
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 def read_image(path: str | Path, series_uid: str | None = None) -> Image:
@@ -138,8 +141,10 @@ def _read_checked(path: Path, reader: sitk.ImageFileReader) -> Image:
     suffix = split_image_name(path)[1]
     if not suffix:  # a DICOM file, or no image
         dicom.check_file(path)
-    if not sitk.ImageFileReader.GetImageIOFromFileName(str(path)):
+    image_io = sitk.ImageFileReader.GetImageIOFromFileName(str(path))
+    if not image_io:
         raise InputImageError(f"{path}: not an image file SimpleITK can read (corrupt, or wrong extension)")
+    reader.SetImageIO(image_io)  # found once: Execute would probe every format again
     header = nifti.read_header(path) if suffix in NIFTI_SUFFIXES else None
     if header is not None:
         nifti.check_header(path, header)

@@ -5,14 +5,13 @@ then the reason), and ITK prints its warnings straight to stderr (e.g. "Non unif
 missing slices detected"), as do the C libraries under it ("libpng error: IHDR: CRC error",
 niftilib's "** ERROR: nifti_convert_nhdr2nim: bad datatype"): raw lines around our one-line
 messages. The readers check what matters themselves and say it in one line, so ITK's warnings are
-switched off and the process's C-level stderr goes nowhere while it runs.
+switched off and the process's C-level stderr goes to the null device while it runs.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -40,19 +39,17 @@ def checked(failure: str, call: Callable[[], T]) -> T:
 
 @contextmanager
 def _c_stderr_discarded() -> Iterator[None]:
-    """Point file descriptor 2 at a scratch file while the block runs (C libraries print there
+    """Point file descriptor 2 at the null device while the block runs (C libraries print there
     without asking Python), then back; Python's own ``sys.stderr`` is flushed first."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
-        with tempfile.TemporaryFile() as scratch:
-            os.dup2(scratch.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
+        os.dup2(null, 2)
+        yield
     finally:
+        os.dup2(saved, 2)
         os.close(saved)
+        os.close(null)
 
 
 def reason(error: Exception) -> str:

@@ -11,7 +11,10 @@ from pathlib import Path
 SEGMENTATION_SUFFIX = ".seg.nrrd"
 """3D Slicer's segmentation file: a label map plus segment names, colours and terminology."""
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+NRRD_SUFFIXES = (SEGMENTATION_SUFFIX, ".nrrd")
+METAIMAGE_SUFFIXES = (".mha", ".mhd")
+VOLUME_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", *METAIMAGE_SUFFIXES)
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IMAGE_SUFFIXES = (SEGMENTATION_SUFFIX, *VOLUME_SUFFIXES, *PICTURE_SUFFIXES)
 """Every single-file image ``read_image`` reads (a ``.seg.nrrd`` reads as its label image)."""
