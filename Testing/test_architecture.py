@@ -27,6 +27,7 @@ ARCHITECTURE_PAGE = REPO_ROOT / "docs" / "ARCHITECTURE.md"
 CORE = "LungLiverSegLib"
 TRAINING = "LungLiverSegTraining"
 SLICER_SIDE = f"{CORE}.slicer_module"
+BROWSER = f"{CORE}.browser"
 
 # Lowest first. A module may import from its own layer and the layers below, never above. Entries
 # name a module or a package (the package's modules belong to the same layer).
@@ -42,10 +43,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("work", (f"{CORE}.segmentation", f"{CORE}.evaluation", f"{CORE}.dataset")),
     ("composition", (f"{CORE}.api", f"{CORE}.demo")),
     ("front ends", (f"{CORE}.cli", SLICER_SIDE)),
+    ("browser app", (BROWSER,)),
     ("training", (TRAINING,)),
 )
 
-GUI_MODULES = ("slicer", "vtk", "vtkmodules", "qt", "ctk", "SampleData")
+GUI_MODULES = ("slicer", "vtk", "vtkmodules", "qt", "ctk", "SampleData", "trame", "trame_server", "trame_slicer")
 HEAVY_MODULES = ("torch", "monai", "safetensors")
 
 # What must not load torch, MONAI or safetensors when imported: the Slicer module file (Slicer
@@ -71,6 +73,7 @@ TORCH_FREE_AT_IMPORT = (
     f"{CORE}.evaluation.*",
     f"{CORE}.imageio.*",
     f"{SLICER_SIDE}.*",
+    f"{BROWSER}.*",
     f"{TRAINING}.cli",
 )
 
@@ -276,11 +279,13 @@ def graph() -> ImportGraph:
     return ImportGraph(REPO_ROOT, packages, files)
 
 
-def test_core_outside_the_slicer_side_and_training_never_import_slicer_vtk_or_qt(graph: ImportGraph) -> None:
+def test_core_outside_the_gui_front_ends_and_training_never_import_slicer_vtk_qt_or_trame(
+    graph: ImportGraph,
+) -> None:
     headless = [
         name
         for name in graph.paths
-        if (_within(name, CORE) and not _within(name, SLICER_SIDE))
+        if (_within(name, CORE) and not _within(name, SLICER_SIDE) and not _within(name, BROWSER))
         or _within(name, TRAINING)
         or name.startswith("Training.")
     ]
@@ -293,9 +298,10 @@ def test_core_never_imports_training(graph: ImportGraph) -> None:
     assert messages == [], _report(messages)
 
 
-def test_training_never_imports_the_slicer_side(graph: ImportGraph) -> None:
-    """Training runs headless on a GPU box; the Slicer side drives it as a child process."""
-    messages = forbidden_imports(graph, graph.modules(f"{TRAINING}.*"), [SLICER_SIDE])
+def test_training_never_imports_the_gui_front_ends(graph: ImportGraph) -> None:
+    """Training runs headless on a GPU box; the Slicer side and the browser app drive it as a child
+    process."""
+    messages = forbidden_imports(graph, graph.modules(f"{TRAINING}.*"), [SLICER_SIDE, BROWSER])
     assert messages == [], _report(messages)
 
 
@@ -308,7 +314,7 @@ def test_the_core_never_imports_monai(graph: ImportGraph) -> None:
 
 def test_the_cli_never_imports_the_slicer_side(graph: ImportGraph) -> None:
     """Both are front ends; the Slicer side runs the CLI as a child process, never the reverse."""
-    messages = forbidden_imports(graph, graph.modules(f"{CORE}.cli.*"), [SLICER_SIDE])
+    messages = forbidden_imports(graph, graph.modules(f"{CORE}.cli.*"), [SLICER_SIDE, BROWSER])
     assert messages == [], _report(messages)
 
 

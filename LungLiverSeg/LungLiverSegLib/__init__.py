@@ -13,7 +13,9 @@ first; a module may import from its own layer and the layers below, never above:
 5. front ends: ``cli`` and ``slicer_module``. Only ``slicer_module`` may import slicer, vtk or
    qt; it runs the ``cli`` in a child process and reads its JSON lines (``cli.events``), and
    ``cli`` never imports it. Both import torch-heavy code only inside functions, so the Slicer
-   module loads before torch is installed and ``lunglivseg --help`` stays fast.
+   module loads before torch is installed and ``lunglivseg --help`` stays fast;
+6. browser app: ``browser`` (``lunglivseg app``), a second thin front end on ``slicer_module``'s
+   logic with trame-slicer's viewer and editor; it adds its command through the entry point.
 
 Nothing here imports ``LungLiverSegTraining``, not even inside a function: Training sits above
 the core and plugs its ``train`` command into the CLI through the ``lunglivseg.commands``

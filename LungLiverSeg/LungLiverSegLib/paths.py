@@ -25,6 +25,8 @@ LIBRARY_PARENT = LIBRARY.parent
 BUNDLED_MODELS_ENV = "LUNGLIVSEG_BUNDLED_MODELS"
 USER_MODELS_ENV = "LUNGLIVSEG_MODELS"
 DEFAULT_USER_MODELS = Path("~/.lunglivseg/models")
+DEFAULT_APP_WORK = Path("~/lunglivseg-work")
+"""The browser app's ``--work`` folder: the datasets it exports and their training runs."""
 
 
 def _first_existing(candidates: list[Path]) -> Path:

@@ -56,8 +56,9 @@ logger = logging.getLogger(__name__)
 class ProgressUpdate:
     """What a front end shows in its progress bar, from a child's segmentation ``progress`` or
     training ``step`` line (``cli.events``): overall fraction, stage text and estimated seconds
-    left; training steps also carry their epoch, the number of epochs and the loss, so that a
-    caller who knows the last validation can say more than the line alone."""
+    left; training steps also carry their epoch, the number of epochs and the loss, and (from
+    the training job, which reads the validation lines) the last validation's mean Dice, so that
+    a front end can draw the curves."""
 
     fraction: float
     stage: str
@@ -66,6 +67,7 @@ class ProgressUpdate:
     epoch: int | None = None
     loss: float | None = None
     epochs: int | None = None
+    validation_dice: float | None = None
 
 
 @dataclass(frozen=True)

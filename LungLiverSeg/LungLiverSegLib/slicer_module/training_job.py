@@ -77,7 +77,7 @@ class TrainingJob:
             self.exported_bundle = event.output
         elif self.on_progress is not None and event.epoch is not None and event.loss is not None:
             status = training_status(event.epoch, event.loss, event.epochs, self.mean_dice)
-            self.on_progress(dataclasses.replace(event, stage=status))
+            self.on_progress(dataclasses.replace(event, stage=status, validation_dice=self.mean_dice))
 
     def finish(self, result: ProcessResult) -> None:
         installed = _installed(self, result)
