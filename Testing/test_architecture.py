@@ -47,7 +47,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("training", (TRAINING,)),
 )
 
-GUI_MODULES = ("slicer", "vtk", "vtkmodules", "qt", "ctk", "SampleData", "trame", "trame_server", "trame_slicer")
+GUI_MODULES = (
+    "slicer",
+    "vtk",
+    "vtkmodules",
+    "qt",
+    "ctk",
+    "SampleData",
+    "trame",
+    "trame_server",
+    "trame_slicer",
+)
 HEAVY_MODULES = ("torch", "monai", "safetensors")
 
 # What must not load torch, MONAI or safetensors when imported: the Slicer module file (Slicer

@@ -45,6 +45,7 @@ from LungLiverSegLib.browser.settings import Settings
 from LungLiverSegLib.errors import LungLiverSegError
 
 POLL_S = 0.2
+EDIT_SETTLE_S = 0.3
 PANEL, EDITOR = "panel", "editor"
 UPLOAD_JS = """
 const files = $event.target.files;
@@ -77,9 +78,12 @@ class LungLiverSegApp:
         self.session.on_volume = self._show_volume
         self.session.on_segmentation = self._show_segmentation
         self._uploaded: list[dict[str, Any]] = []
+        self._shown_model: str | None = None
         self._initial_state()
+        server.trigger("lls_browse")(self.browse)  # by name: the tests send it paths no listing has
         self._build_ui()
         self.slicer_app.segmentation_editor.segmentation_modified.connect(self._segmentation_edited)
+        self._refresh: asyncio.TimerHandle | None = None
         server.controller.on_server_ready.add(self._start_polling)
 
     @property
@@ -106,17 +110,14 @@ class LungLiverSegApp:
             }
         )
         self.publish()
-        state.change("lls_model")(self._model_chosen)
 
     def publish(self) -> None:
         """Copy the session's page into the state (trame sends what changed)."""
         page = self.session.page.as_state()
         self.state.lls_page = page
-        self.state.lls_model = page["model"]
+        if page["model"] != self._shown_model:  # the server chose (a new model): not the user's pick
+            self.state.lls_model = self._shown_model = page["model"]
         self.state.lls_geometry = self._geometry()
-
-    def _model_chosen(self, lls_model: str, **_: Any) -> None:
-        self.session.page.model = lls_model or ""
 
     def _geometry(self) -> str:
         node = self.session.volume_node
@@ -173,25 +174,27 @@ class LungLiverSegApp:
     def refuse_upload(self, total: int) -> None:
         self.act(self.session.open_upload_refused, total)
 
-    def segment(self) -> None:
+    async def segment(self, model: str) -> None:
+        """The page sends its choices with the click (a trigger can overtake a state update). The
+        page shows the job before its input is written (seconds for a large CT)."""
+        self.session.page.model = model
+        with self.state:
+            self.session.page.job, self.session.page.progress_text = "segment", "Writing the input"
+            self.publish()
+        await asyncio.sleep(0.05)
+        self.session.page.job = ""
         self.act(self.session.segment, self.slicer_app.segmentation_editor.active_segmentation_node)
 
-    def export(self) -> None:
-        self.act(
-            self.session.export,
-            self.state.lls_dataset,
-            self.state.lls_case,
-            self.slicer_app.segmentation_editor.active_segmentation_node,
-        )
+    def export(self, dataset: str, case_id: str) -> None:
+        node = self.slicer_app.segmentation_editor.active_segmentation_node
+        self.act(self.session.export, dataset, case_id, node)
 
-    def train(self) -> None:
-        epochs = int(self.state.lls_epochs) if str(self.state.lls_epochs).strip() else None
-        self.session.train(
-            self.state.lls_dataset,
-            self.state.lls_preset,
-            epochs=epochs,
-            fine_tune=bool(self.state.lls_fine_tune),
-        )
+    def train(self, dataset: str, preset: str, epochs: str | int | None, fine_tune: bool) -> None:
+        text = str(epochs if epochs is not None else "").strip()
+        if text and not text.isdigit():
+            self.session.say(f"epochs must be a whole number, not {text!r}", kind="error")
+        else:
+            self.session.train(dataset, preset, epochs=int(text) if text else None, fine_tune=bool(fine_tune))
         self.publish()
 
     def cancel(self) -> None:
@@ -208,7 +211,13 @@ class LungLiverSegApp:
         self.slicer_app.segmentation_editor.set_active_segmentation(segmentation_node, volume_node)
 
     def _segmentation_edited(self, *_: Any) -> None:
-        """A paint, erase or undo changed the segments: the table shows the new voxel counts."""
+        """A paint, erase or undo is changing the segments: once it settles (a stroke modifies the
+        node several times), the table shows the new voxel counts."""
+        if self._refresh is None:
+            self._refresh = asyncio.get_event_loop().call_later(EDIT_SETTLE_S, self._count_segments)
+
+    def _count_segments(self) -> None:
+        self._refresh = None
         self.session.segmentation_node = self.slicer_app.segmentation_editor.active_segmentation_node
         self.session.page.segments = self.session.segment_summary()
         with self.state:
@@ -236,18 +245,8 @@ class LungLiverSegApp:
                     self._panel()
                 self.editor_ui = SegmentEditorUI(v_if=f"lls_tool === '{EDITOR}'")
             with self.layout.toolbar:
-                ControlButton(
-                    name="LungLiverSeg",
-                    icon="mdi-lungs",
-                    click=f"lls_tool = '{PANEL}'",
-                    raw_attrs=test_id("tool-panel"),
-                )
-                ControlButton(
-                    name="Segment Editor",
-                    icon="mdi-brush",
-                    click=f"lls_tool = '{EDITOR}'",
-                    raw_attrs=test_id("tool-editor"),
-                )
+                self._tool_button("LungLiverSeg", "mdi-lungs", PANEL)
+                self._tool_button("Segment Editor", "mdi-brush", EDITOR)
                 layout_button = LayoutButton(classes="mt-1")
                 mpr_button = MprInteractionButton(classes="mt-1")
                 SegmentEditorToolbarUI(editor_ui=self.editor_ui)
@@ -303,14 +302,14 @@ class LungLiverSegApp:
                 VListItem(
                     v_if="lls_listing.parent !== null",
                     title="..",
-                    click=(self.browse, "[lls_listing.parent, 'folder']"),
+                    click="trigger('lls_browse', [lls_listing.parent, 'folder'])",
                 )
                 VListItem(
                     v_for="entry in lls_listing.entries",
                     key="entry.path",
                     title=("entry.name",),
                     prepend_icon=("entry.kind === 'folder' ? 'mdi-folder' : 'mdi-file-image'",),
-                    click=(self.browse, "[entry.path, entry.kind]"),
+                    click="trigger('lls_browse', [entry.path, entry.kind])",
                     raw_attrs=[':data-testid="`file-${entry.name}`"'],
                 )
             VBtn(
@@ -353,7 +352,11 @@ class LungLiverSegApp:
                 raw_attrs=test_id("model-details"),
             )
             VBtn(
-                "Segment", click=self.segment, disabled=(busy,), color="primary", raw_attrs=test_id("segment")
+                "Segment",
+                click=(self.segment, "[lls_model]"),
+                disabled=(busy,),
+                color="primary",
+                raw_attrs=test_id("segment"),
             )
             VBtn("Cancel", click=self.cancel, v_if=(busy,), classes="ml-2", raw_attrs=test_id("cancel"))
             VProgressLinear(v_if=(busy,), model_value=("lls_page.progress * 100",), classes="mt-2", height=6)
@@ -374,7 +377,12 @@ class LungLiverSegApp:
                 v_model="lls_dataset", label="Dataset", density="compact", raw_attrs=test_id("dataset")
             )
             VTextField(v_model="lls_case", label="Case ID", density="compact", raw_attrs=test_id("case"))
-            VBtn("Export", click=self.export, disabled=("!!lls_page.job",), raw_attrs=test_id("export"))
+            VBtn(
+                "Export",
+                click=(self.export, "[lls_dataset, lls_case]"),
+                disabled=("!!lls_page.job",),
+                raw_attrs=test_id("export"),
+            )
             with (
                 VTable(density="compact", v_if="lls_page.correction.length", raw_attrs=test_id("correction")),
                 html.Tbody(),
@@ -388,8 +396,25 @@ class LungLiverSegApp:
         busy = "!!lls_page.job"
         VCardTitle("Train", classes="text-subtitle-1")
         with VCardText():
-            VSelect(v_model="lls_preset", items=("lls_page.presets",), label="Preset", density="compact")
-            VTextField(v_model="lls_epochs", label="Epochs", type="number", density="compact")
+            VSelect(
+                v_model="lls_preset",
+                items=("lls_page.presets",),
+                label="Preset",
+                density="compact",
+                raw_attrs=test_id("preset"),
+            )
+            VTextField(
+                v_model="lls_epochs",
+                label="Epochs",
+                type="number",
+                density="compact",
+                raw_attrs=test_id("epochs"),
+            )
             VCheckbox(v_model="lls_fine_tune", label="Fine-tune the chosen model", density="compact")
-            VBtn("Train", click=self.train, disabled=(busy,), raw_attrs=test_id("train"))
+            VBtn(
+                "Train",
+                click=(self.train, "[lls_dataset, lls_preset, lls_epochs, lls_fine_tune]"),
+                disabled=(busy,),
+                raw_attrs=test_id("train"),
+            )
             html.Div(v_html="lls_page.curve_svg", classes="mt-2", raw_attrs=test_id("curve"))

@@ -15,7 +15,7 @@ LOSS_COLOUR, DICE_COLOUR = "#ef8a62", "#67a9cf"
 
 @dataclass
 class TrainingCurve:
-    """Per epoch: the last loss reported in it, and the validation Dice known at its end."""
+    """Per epoch: the last loss reported in it, and its validation's mean Dice where it had one."""
 
     loss: dict[int, float] = field(default_factory=dict)
     dice: dict[int, float] = field(default_factory=dict)
@@ -26,7 +26,7 @@ class TrainingCurve:
         if update.loss is not None:
             self.loss[update.epoch] = update.loss
         if update.validation_dice is not None:
-            self.dice.setdefault(update.epoch, update.validation_dice)
+            self.dice[update.epoch] = update.validation_dice
 
     def svg(self) -> str:
         """Loss (scaled to its own maximum) and Dice (0..1) against the epoch, with a legend."""

@@ -47,8 +47,10 @@ class Listing:
 def list_folder(root: Path, relative: str = "") -> Listing:
     """The subfolders (first) and image files of a folder of ``root``, hidden names left out."""
     folder = confined(root, relative) if relative else root.resolve()
+    base = root.resolve()
     children = sorted(
-        (path for path in folder.iterdir() if not is_hidden(path)), key=lambda p: p.name.lower()
+        (path for path in folder.iterdir() if not is_hidden(path) and _leads_inside(path, base)),
+        key=lambda p: p.name.lower(),
     )
     folders = [Entry(p.name, relative_name(root, p), FOLDER) for p in children if p.is_dir()]
     images = [
@@ -61,6 +63,15 @@ def list_folder(root: Path, relative: str = "") -> Listing:
     return Listing(
         relative_name(root, folder), parent, (*folders, *images), any(has_dicom_magic(p) for p in files)
     )
+
+
+def _leads_inside(path: Path, base: Path) -> bool:
+    """Whether ``path`` stays in ``base`` once links are followed: a link out of the data folder (or
+    a link loop) is left out of the listing, as ``confined`` refuses to open it."""
+    try:
+        return path.resolve().is_relative_to(base)
+    except (OSError, RuntimeError):  # a link loop: RuntimeError up to Python 3.12, OSError after
+        return False
 
 
 def dicom_series_choices(root: Path, relative: str) -> list[dict[str, str]]:

@@ -26,6 +26,8 @@ MIN_TOKEN_LENGTH = 16
 """A token the user chooses must be at least this long: a short one can be guessed over the network."""
 DEFAULT_MAX_UPLOAD_MB = 2048
 """A whole-body CT as .nii is a few hundred MB; a DICOM series uploaded as a folder is larger."""
+MAX_NAME_LENGTH = 255
+"""The longest file name common file systems take (in bytes; a safe name is ASCII)."""
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -68,11 +70,17 @@ def confined(root: Path, relative: str) -> Path:
 
     ``relative`` is what a page sent: POSIX separators, no drive, no absolute path, no ``..``.
     """
+    if not isinstance(relative, str):  # what a page sent: any JSON value
+        raise AccessError(f"{relative!r} is not a path inside the data folder")
     parts = PurePosixPath(relative.replace("\\", "/")).parts
-    if relative.startswith(("/", "\\")) or any(part == ".." for part in parts) or ":" in relative:
+    bad = relative.startswith(("/", "\\")) or any(part == ".." for part in parts)
+    if bad or ":" in relative or "\0" in relative:  # NUL: the OS layer would raise ValueError
         raise AccessError(f"{relative!r} is not a path inside the data folder")
     base = root.resolve()
-    target = base.joinpath(*parts).resolve()
+    try:
+        target = base.joinpath(*parts).resolve()
+    except (OSError, RuntimeError):  # a link loop: RuntimeError up to Python 3.12, OSError after
+        raise AccessError(f"{relative!r} is a symbolic link that cannot be followed") from None
     if not target.is_relative_to(base):
         raise AccessError(f"{relative!r} leads outside the data folder (a symbolic link)")
     if not target.exists():
@@ -93,6 +101,10 @@ def upload_name(name: object) -> str:
     safe = _SAFE_NAME.sub("_", base).lstrip(".")
     if not safe:
         raise AccessError(f"the uploaded file name {name!r} has no usable characters")
+    if len(safe) > MAX_NAME_LENGTH:  # writing it would fail with an OSError, not a message
+        raise AccessError(
+            f"the uploaded file name {name[:40]!r}... is too long (over {MAX_NAME_LENGTH} characters)"
+        )
     return safe
 
 

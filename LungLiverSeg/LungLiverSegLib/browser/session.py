@@ -242,6 +242,8 @@ class AppSession:
         with ``fine_tune`` from the chosen model's weights. The model is installed when it ends."""
 
         def start() -> None:
+            if preset not in self.page.presets:  # --config also reads a JSON file: no server path
+                raise AccessError(f"{preset!r} is not a training preset ({', '.join(self.page.presets)})")
             dataset_dir = self.dataset_folder(dataset)
             if not (dataset_dir / "dataset.json").is_file():
                 raise LungLiverSegError(f"there is no dataset {dataset!r} yet: export a case into it first")

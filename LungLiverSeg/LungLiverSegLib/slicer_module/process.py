@@ -56,9 +56,9 @@ logger = logging.getLogger(__name__)
 class ProgressUpdate:
     """What a front end shows in its progress bar, from a child's segmentation ``progress`` or
     training ``step`` line (``cli.events``): overall fraction, stage text and estimated seconds
-    left; training steps also carry their epoch, the number of epochs and the loss, and (from
-    the training job, which reads the validation lines) the last validation's mean Dice, so that
-    a front end can draw the curves."""
+    left; training steps also carry their epoch, the number of epochs and the loss. The training
+    job reports each validation as its epoch's last step again, with ``validation_dice`` (the mean
+    Dice), so that a front end can draw both curves."""
 
     fraction: float
     stage: str

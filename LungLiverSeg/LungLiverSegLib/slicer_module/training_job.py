@@ -26,6 +26,7 @@ from LungLiverSegLib.slicer_module.process import (
     Outcome,
     ProcessEvent,
     ProcessResult,
+    ProgressUpdate,
     ProgressUpdateCallback,
     training_status,
 )
@@ -66,18 +67,30 @@ class TrainingJob:
     on_progress: ProgressUpdateCallback | None
     on_finished: TrainingFinishedCallback | None
     mean_dice: float | None = None
+    last_step: ProgressUpdate | None = None
     exported_bundle: str | None = None
     outcome: TrainingOutcome | None = None
 
     def handle(self, event: ProcessEvent) -> None:
-        """A line of the child: remember the validation Dice and the bundle, report the steps."""
+        """A line of the child: remember the validation Dice and the bundle, report the steps, and
+        report a validation again as the last step with its Dice (the epoch's last line)."""
         if isinstance(event, EpochValidated):
             self.mean_dice = event.mean_dice
+            if self.last_step is not None:
+                self._report(self.last_step, validated=True)
         elif isinstance(event, CaseDone):
             self.exported_bundle = event.output
-        elif self.on_progress is not None and event.epoch is not None and event.loss is not None:
-            status = training_status(event.epoch, event.loss, event.epochs, self.mean_dice)
-            self.on_progress(dataclasses.replace(event, stage=status, validation_dice=self.mean_dice))
+        elif event.epoch is not None and event.loss is not None:
+            self.last_step = event
+            self._report(event)
+
+    def _report(self, step: ProgressUpdate, *, validated: bool = False) -> None:
+        """``validation_dice`` only on the report of a validation, so that a curve gets one point
+        per validated epoch; the status line always names the last validation."""
+        if self.on_progress is not None and step.epoch is not None and step.loss is not None:
+            status = training_status(step.epoch, step.loss, step.epochs, self.mean_dice)
+            dice = self.mean_dice if validated else None
+            self.on_progress(dataclasses.replace(step, stage=status, validation_dice=dice))
 
     def finish(self, result: ProcessResult) -> None:
         installed = _installed(self, result)
