@@ -283,9 +283,11 @@ def test_the_whole_loop_in_chromium(
     page.get_by_test_id("epochs").locator("input").fill("2")
     page.get_by_test_id("train").click()
     expect(page.get_by_test_id("curve").locator("polyline").first).to_be_attached(timeout=JOB_TIMEOUT_MS)
+    page.get_by_test_id("curve").scroll_into_view_if_needed()
     page.screenshot(path=screenshots / "08-training.png")
     wait_for_message(page, "^Installed", JOB_TIMEOUT_MS)
     expect(page.get_by_test_id("curve").locator("polyline")).to_have_count(2)
+    page.get_by_test_id("curve").scroll_into_view_if_needed()
     picked = page.get_by_test_id("model").inner_text()
     assert picked.endswith("(yours)")
     version = re.search(rf"{model} (\S+) \(yours\)", picked).group(1)  # type: ignore[union-attr]

@@ -15,7 +15,6 @@ from trame.widgets import html
 from trame.widgets.vuetify3 import (
     VAlert,
     VBtn,
-    VCard,
     VCardText,
     VCardTitle,
     VCheckbox,
@@ -38,6 +37,7 @@ from trame_slicer.app.ui.control_button import ControlButton
 from trame_slicer.app.ui.segmentation import SegmentEditorToolbarUI, SegmentEditorUI, SegmentEditorUndoRedoUI
 from trame_slicer.core import SlicerApp
 from trame_slicer.rca_view import register_rca_factories
+from vtkmodules.vtkCommonCore import vtkObject
 
 from LungLiverSegLib.browser.data_folder import FOLDER, dicom_series_choices, list_folder
 from LungLiverSegLib.browser.session import AppSession
@@ -45,6 +45,7 @@ from LungLiverSegLib.browser.settings import Settings
 from LungLiverSegLib.errors import LungLiverSegError
 
 POLL_S = 0.2
+DEVICES = ("auto", "cpu", "cuda")
 EDIT_SETTLE_S = 0.3
 PANEL, EDITOR = "panel", "editor"
 UPLOAD_JS = """
@@ -70,6 +71,7 @@ class LungLiverSegApp:
         self.server = server
         server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
+        vtkObject.GlobalWarningDisplayOff()  # VTK 9.6's deprecation notices on every view, for nobody
         register_rca_factories(self.slicer_app.view_manager, server)
         self.editor_logic = SegmentEditorLogic(server, self.slicer_app)
         self.layout_logic = LayoutButtonLogic(server, self.slicer_app)
@@ -107,6 +109,7 @@ class LungLiverSegApp:
                 "lls_fine_tune": False,
                 "lls_uploading": False,
                 "lls_tool": PANEL,
+                "lls_device": self.session.settings.device,
             }
         )
         self.publish()
@@ -174,10 +177,11 @@ class LungLiverSegApp:
     def refuse_upload(self, total: int) -> None:
         self.act(self.session.open_upload_refused, total)
 
-    async def segment(self, model: str) -> None:
+    async def segment(self, model: str, device: str) -> None:
         """The page sends its choices with the click (a trigger can overtake a state update). The
         page shows the job before its input is written (seconds for a large CT)."""
         self.session.page.model = model
+        self.session.device = device if device in DEVICES else self.session.settings.device
         with self.state:
             self.session.page.job, self.session.page.progress_text = "segment", "Writing the input"
             self.publish()
@@ -208,7 +212,10 @@ class LungLiverSegApp:
         self.layout.typed_state.data.is_volume_loaded = True
 
     def _show_segmentation(self, segmentation_node: Any, volume_node: Any) -> None:
-        self.slicer_app.segmentation_editor.set_active_segmentation(segmentation_node, volume_node)
+        """The model's segments in the editor, and as surfaces in the 3D view."""
+        editor = self.slicer_app.segmentation_editor
+        editor.set_active_segmentation(segmentation_node, volume_node)
+        editor.set_surface_representation_enabled(True)
 
     def _segmentation_edited(self, *_: Any) -> None:
         """A paint, erase or undo is changing the segments: once it settles (a stroke modifies the
@@ -277,7 +284,20 @@ class LungLiverSegApp:
             html.Span("...", v_else=True)
 
     def _panel(self) -> None:
-        with VCard(variant="flat"):
+        with html.Div():  # not a VCard: its overflow would stop the status from sticking
+            self._status()
+            self._files_section()
+            VDivider()
+            self._segment_section()
+            VDivider()
+            self._export_section()
+            VDivider()
+            self._train_section()
+
+    def _status(self) -> None:
+        """The last outcome and the running job, kept in sight at the top of the panel."""
+        busy = "!!lls_page.job"
+        with html.Div(style="position: sticky; top: 0; z-index: 2; background: rgb(var(--v-theme-surface));"):
             VAlert(
                 v_if="lls_page.message",
                 text=("lls_page.message",),
@@ -286,13 +306,14 @@ class LungLiverSegApp:
                 classes="ma-2",
                 raw_attrs=test_id("message"),
             )
-            self._files_section()
-            VDivider()
-            self._segment_section()
-            VDivider()
-            self._export_section()
-            VDivider()
-            self._train_section()
+            with html.Div(v_if=(busy,), classes="mx-2 mb-2"):
+                VProgressLinear(
+                    model_value=("lls_page.progress * 100",), height=6, raw_attrs=test_id("progress-bar")
+                )
+                html.Span(
+                    "{{ lls_page.progress_text }}", classes="text-caption", raw_attrs=test_id("progress")
+                )
+                VBtn("Cancel", click=self.cancel, size="small", classes="ml-2", raw_attrs=test_id("cancel"))
 
     def _files_section(self) -> None:
         VCardTitle("Open", classes="text-subtitle-1")
@@ -351,16 +372,21 @@ class LungLiverSegApp:
                 style="white-space: pre-line",
                 raw_attrs=test_id("model-details"),
             )
+            VSelect(
+                v_model="lls_device",
+                items=(list(DEVICES),),
+                label="Device",
+                density="compact",
+                disabled=(busy,),
+                raw_attrs=test_id("device"),
+            )
             VBtn(
                 "Segment",
-                click=(self.segment, "[lls_model]"),
+                click=(self.segment, "[lls_model, lls_device]"),
                 disabled=(busy,),
                 color="primary",
                 raw_attrs=test_id("segment"),
             )
-            VBtn("Cancel", click=self.cancel, v_if=(busy,), classes="ml-2", raw_attrs=test_id("cancel"))
-            VProgressLinear(v_if=(busy,), model_value=("lls_page.progress * 100",), classes="mt-2", height=6)
-            html.Div("{{ lls_page.progress_text }}", classes="text-caption", raw_attrs=test_id("progress"))
             with (
                 VTable(density="compact", v_if="lls_page.segments.length", raw_attrs=test_id("segments")),
                 html.Tbody(),

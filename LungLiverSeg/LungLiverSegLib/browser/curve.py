@@ -53,13 +53,15 @@ def _polyline(values: dict[int, float], first: int, last: int, top: float, colou
         return ""
     plot_height = HEIGHT - 3 * MARGIN
 
-    def point(epoch: int, value: float) -> str:
+    def point(epoch: int, value: float) -> tuple[str, str]:
         x = MARGIN + (epoch - first) / (last - first) * (WIDTH - 2 * MARGIN)
         y = MARGIN + (1 - min(max(value / top, 0.0), 1.0)) * plot_height
-        return f"{x:.1f},{y:.1f}"
+        return f"{x:.1f}", f"{y:.1f}"
 
-    points = " ".join(point(epoch, values[epoch]) for epoch in sorted(values))
-    return f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>'
+    points = [point(epoch, values[epoch]) for epoch in sorted(values)]
+    line = " ".join(f"{x},{y}" for x, y in points)
+    dots = "".join(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{colour}"/>' for x, y in points)
+    return f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{line}"/>{dots}'
 
 
 def _text(x: float, colour: str, text: str, anchor: str = "start") -> str:

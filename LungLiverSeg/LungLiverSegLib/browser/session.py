@@ -81,6 +81,7 @@ class AppSession:
     ) -> None:
         self.scene = scene
         self.settings = settings
+        self.device = settings.device
         self.logic = logic if logic is not None else SceneLogic(scene)
         self.page = Page(presets=preset_names())
         self.volume_node: slicer.vtkMRMLScalarVolumeNode | None = None
@@ -160,7 +161,7 @@ class AppSession:
             self.logic.process(
                 self.volume_node,
                 self.page.model,
-                device=self.settings.device,
+                device=self.device,
                 output_segmentation_node=segmentation_node,
                 on_progress=self._progress,
                 on_finished=self._segmented,
@@ -254,7 +255,7 @@ class AppSession:
                 out,
                 config=None if resume else preset,
                 init_from=model_folder(self.page.model) if fine_tune and not resume else None,
-                device=self.settings.device,
+                device=self.device,
                 epochs=epochs,
                 resume=resume,
             )
