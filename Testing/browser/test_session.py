@@ -631,3 +631,39 @@ def test_cancelling_a_training_says_it_can_resume(settings: Settings, tmp_path: 
     assert (session.page.job, session.page.progress) == ("", 0.0)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def recorded_training_argv(settings: Settings, tmp_path: Path) -> list[str]:
+    record = tmp_path / "argv.json"
+    body = f"import json; json.dump(args, open({str(record)!r}, 'w')); sys.exit(3)"
+    session = new_session(settings, fake_cli(tmp_path, body))
+    session.train("lungs", "lungs-ct-3d", epochs=7)
+    wait(session)
+    return json.loads(record.read_text())
+
+
+def test_a_stopped_run_resumes_and_a_finished_one_gets_a_new_folder(settings: Settings, tmp_path: Path):
+    """Train again after a cancel continues the run (its checkpoint, its own length); after a run
+    that exported its model, it starts a new run beside it instead of resuming or overwriting it."""
+    make_dataset(settings)
+    runs = settings.work / "datasets" / "lungs-training"
+    (runs / "lungs-ct-3d").mkdir(parents=True)
+    (runs / "lungs-ct-3d" / "checkpoint_last.pt").write_bytes(b"checkpoint")
+    argv = recorded_training_argv(settings, tmp_path)
+    assert "--resume" in argv and "--config" not in argv and "--epochs" not in argv
+    assert str((runs / "lungs-ct-3d").resolve()) in argv
+
+    for finished in ("lungs-ct-3d", "lungs-ct-3d-2"):
+        (runs / finished / "bundle").mkdir(parents=True)
+        (runs / finished / "checkpoint_last.pt").write_bytes(b"checkpoint")
+    argv = recorded_training_argv(settings, tmp_path)
+    assert "--resume" not in argv and argv[argv.index("--config") + 1] == "lungs-ct-3d"
+    assert argv[argv.index("--out") + 1] == str((runs / "lungs-ct-3d-3").resolve())
+
+
+@pytest.mark.parametrize("files", ["ct.nii.gz", [b"bytes"], [["ct.nii.gz", b""]]])
+def test_an_upload_that_is_not_a_list_of_files_is_a_one_line_error(settings: Settings, files: object):
+    session = new_session(settings)
+    session.open_upload(files)  # type: ignore[arg-type]
+    assert_one_line_error(session, "not a list of files")
+    assert session.volume_node is None

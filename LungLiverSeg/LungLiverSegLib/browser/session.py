@@ -10,6 +10,7 @@ call them directly on a headless scene.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 INFO, WARNING, ERROR = "info", "warning", "error"
 SEGMENT, EXPORT, TRAIN = "segment", "export", "train"
 DATASETS_FOLDER = "datasets"
+FINISHED_RUN_FOLDER = "bundle"
+"""What a training run folder holds once its model is exported (Training's ``_finish``)."""
 UPLOADS_FOLDER = "uploads"
 
 
@@ -95,7 +98,13 @@ class AppSession:
 
     def open_data_file(self, relative: str, series_uid: str | None = None) -> None:
         """Open an image or DICOM series folder of the data folder (a page names it relatively)."""
-        self._attempt(lambda: self._open(confined(self.settings.data, relative), series_uid))
+
+        def open_file() -> None:
+            if series_uid is not None and not isinstance(series_uid, str):
+                raise AccessError("a DICOM series UID is text")
+            self._open(confined(self.settings.data, relative), series_uid)
+
+        self._attempt(open_file)
 
     def open_upload(self, files: list[dict[str, Any]]) -> None:
         """Open uploaded files (one image, or the slices of one DICOM series) checked as images.
@@ -110,6 +119,8 @@ class AppSession:
         self._attempt(lambda: check_upload_size(total_bytes, self.settings.max_upload_mb))
 
     def _open_upload(self, files: list[dict[str, Any]]) -> None:
+        if not isinstance(files, list) or not all(isinstance(item, dict) for item in files):
+            raise AccessError("the upload is not a list of files")
         check_upload_size(sum(len(_content(item)) for item in files), self.settings.max_upload_mb)
         if not files:
             raise AccessError("the upload holds no file")
@@ -248,7 +259,7 @@ class AppSession:
             dataset_dir = self.dataset_folder(dataset)
             if not (dataset_dir / "dataset.json").is_file():
                 raise LungLiverSegError(f"there is no dataset {dataset!r} yet: export a case into it first")
-            out = default_run_folder(dataset_dir, preset)
+            out = run_folder(dataset_dir, preset)
             resume = holds_training_run(out)
             request = TrainRequest(
                 dataset_dir,
@@ -256,7 +267,7 @@ class AppSession:
                 config=None if resume else preset,
                 init_from=model_folder(self.page.model) if fine_tune and not resume else None,
                 device=self.device,
-                epochs=epochs,
+                epochs=None if resume else epochs,  # a resumed run keeps its own length
                 resume=resume,
             )
             self.curve = TrainingCurve()
@@ -324,6 +335,18 @@ class AppSession:
     def say(self, text: str, *warnings: str, kind: str = INFO) -> None:
         self.page.message = " ".join([text, *(f"Warning: {w}" for w in warnings)])
         self.page.message_kind = WARNING if warnings and kind == INFO else kind
+
+
+def run_folder(dataset_dir: Path, preset: str) -> Path:
+    """Where Train runs ``preset`` on a dataset: its stopped run, to resume; else the first folder
+    that holds no finished run (``<preset>``, ``<preset>-2``, ...): training again after more
+    exports must not resume, nor overwrite, the run that made the installed model."""
+    first = default_run_folder(dataset_dir, preset)
+    for number in itertools.count(1):
+        folder = first if number == 1 else first.with_name(f"{first.name}-{number}")
+        if not (folder / FINISHED_RUN_FOLDER).exists():
+            return folder
+    raise AssertionError("unreachable")
 
 
 def correction_rows(record: CaseRecord) -> list[dict[str, Any]]:
