@@ -9,7 +9,6 @@ test's temporary folder); the README's screenshot is one of them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,82 +20,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_driver import (
+    JOB_TIMEOUT_MS,
+    TOKEN,
+    App,
+    chromium,
+    missing,
+    open_page,
+    wait_for_message,
+)
 from factories import SHARED_DATA
 from LungLiverSegLib.imageio import read_image, write_image
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TOKEN = "test-token-0123456789abcdef"
-START_TIMEOUT_S = 120
-JOB_TIMEOUT_MS = 300_000
 REAL_CT = SHARED_DATA / "ct_lung_lctsc_full" / "Case_000_ct.nii.gz"
 DICOM_FOLDER = "ct_abdomen_totalseg_example/example_ct_dicom"
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
-def _missing() -> str | None:
-    if not CHROMIUM.is_file():
-        return f"{CHROMIUM} not installed (apt-get install -y chromium libosmesa6)"
-    for module in ("playwright", "trame_slicer"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} not installed (pip install -e '.[app]')"
-    return None
-
-
-if (reason := _missing()) is not None:
+if (reason := missing()) is not None:
     pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402  (after the skip)
-
-
-class App:
-    """A ``lunglivseg app`` server in a child process, with its own models and work folders."""
-
-    def __init__(self, data: Path, work: Path, models: Path) -> None:
-        env = {**os.environ, "LUNGLIVSEG_MODELS": str(models)}
-        command = [
-            sys.executable,
-            "-m",
-            "LungLiverSegLib.cli",
-            "app",
-            "--data",
-            str(data),
-            "--work",
-            str(work),
-        ]
-        self.work = work
-        self.process = subprocess.Popen(
-            [*command, "--token", TOKEN, "--device", "cpu"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        self.url = self._announced_url()
-
-    def _announced_url(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line and self.process.poll() is not None:
-                raise RuntimeError(f"the app exited with status {self.process.returncode}")
-            if match := re.search(r"(http://\S+)", line):
-                return match.group(1)
-        raise RuntimeError("the app did not print its address")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+from playwright.sync_api import Page, expect  # noqa: E402  (after the skip)
 
 
 @pytest.fixture(scope="module")
@@ -129,29 +74,12 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-
-
-def open_page(browser: object, url: str) -> Page:
-    page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
-    page.goto(url)
-    return page
-
-
-def message(page: Page) -> str:
-    return page.get_by_test_id("message").inner_text()
+    with chromium() as browser:
+        yield browser
 
 
 def voxels(page: Page, segment: str) -> int:
     return int(page.get_by_test_id(f"voxels-{segment}").inner_text())
-
-
-def wait_for_message(page: Page, pattern: str, timeout_ms: int = JOB_TIMEOUT_MS) -> str:
-    expect(page.get_by_test_id("message")).to_contain_text(re.compile(pattern), timeout=timeout_ms)
-    return message(page)
 
 
 def wait_for_count_change(page: Page, segment: str, before: int, timeout_s: float = 20.0) -> int:
