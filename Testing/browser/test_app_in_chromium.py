@@ -34,6 +34,7 @@ from LungLiverSegLib.imageio import read_image, write_image
 
 REAL_CT = SHARED_DATA / "ct_lung_lctsc_full" / "Case_000_ct.nii.gz"
 DICOM_FOLDER = "ct_abdomen_totalseg_example/example_ct_dicom"
+XRAY = "cxr_lung_montgomery/images/MCUCXR_0002_0.png"
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -258,4 +259,31 @@ def test_refusals_are_one_line_in_the_page(app: App, browser: object, tmp_path: 
     text = wait_for_message(page, "notes", 30_000)
     assert "\n" not in text and "Traceback" not in text
     assert not any((Path(app.work) / "uploads").rglob("*.nii.gz"))
+    page.close()
+
+
+def test_a_chest_x_ray_gets_both_lungs_and_a_cancelled_run_leaves_nothing(
+    app: App, browser: object, data_folder: Path, screenshots: Path, tmp_path: Path
+) -> None:
+    xray = data_folder / XRAY
+    if not xray.is_file():
+        pytest.skip(f"{XRAY} is in ../shared/data only")
+    page = open_page(browser, app.url)
+    for part in XRAY.split("/"):
+        page.get_by_test_id(f"file-{part}").click()
+    wait_for_message(page, "^Opened", 60_000)
+    page.get_by_test_id("model").click()
+    page.get_by_role("option", name=re.compile(r"^lungs-cxr-2d ")).first.click()
+
+    page.get_by_test_id("segment").click()
+    page.get_by_test_id("cancel").click()
+    assert "Segmentation cancelled" in wait_for_message(page, "cancelled", 60_000)
+    assert page.get_by_test_id("segments").count() == 0
+
+    page.get_by_test_id("segment").click()
+    wait_for_message(page, "^Segmented with lungs-cxr-2d")
+    by_cli = cli_labels(xray, "lungs-cxr-2d", tmp_path / "cli.nii.gz")
+    assert voxels(page, "right lung") == int((by_cli == 1).sum()) > 1000
+    assert voxels(page, "left lung") == int((by_cli == 2).sum()) > 1000
+    page.screenshot(path=screenshots / "12-xray.png")
     page.close()

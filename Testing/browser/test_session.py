@@ -357,8 +357,18 @@ def test_segmenting_lists_the_segments_with_their_voxels(
 ):
     session = segmented(settings, ct, tmp_path)
     assert session.page.segments == [
-        {"name": "right lung", "voxels": RIGHT_VOXELS, "ml": pytest.approx(RIGHT_VOXELS * VOXEL_ML)},
-        {"name": "left lung", "voxels": LEFT_VOXELS, "ml": pytest.approx(LEFT_VOXELS * VOXEL_ML)},
+        {
+            "name": "right lung",
+            "voxels": RIGHT_VOXELS,
+            "size": pytest.approx(RIGHT_VOXELS * VOXEL_ML),
+            "unit": "mL",
+        },
+        {
+            "name": "left lung",
+            "voxels": LEFT_VOXELS,
+            "size": pytest.approx(LEFT_VOXELS * VOXEL_ML),
+            "unit": "mL",
+        },
     ]
     assert session.page.message == f"Segmented with {MODEL}: right lung 1.2 mL, left lung 0.9 mL"
     assert session.page.message_kind == INFO

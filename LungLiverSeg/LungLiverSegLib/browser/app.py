@@ -394,7 +394,7 @@ class LungLiverSegApp:
             ):
                 html.Td("{{ row.name }}")
                 html.Td("{{ row.voxels }}", raw_attrs=[':data-testid="`voxels-${row.name}`"'])
-                html.Td("{{ row.ml.toFixed(1) }} mL")
+                html.Td("{{ row.size.toFixed(1) }} {{ row.unit }}")
 
     def _export_section(self) -> None:
         VCardTitle("Export approved labels", classes="text-subtitle-1")

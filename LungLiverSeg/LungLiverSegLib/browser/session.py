@@ -187,22 +187,27 @@ class AppSession:
         (node,) = outcome.segmentation_nodes
         self.segmentation_node = node
         self.page.segments = self.segment_summary()
-        volumes = ", ".join(f"{row['name']} {row['ml']:.1f} mL" for row in self.page.segments)
+        volumes = ", ".join(f"{row['name']} {row['size']:.1f} {row['unit']}" for row in self.page.segments)
         self.say(f"Segmented with {self.page.model}: {volumes or 'nothing found'}", *outcome.warnings)
         if self.on_segmentation is not None and self.volume_node is not None:
             self.on_segmentation(node, self.volume_node)
 
     def segment_summary(self) -> list[dict[str, Any]]:
-        """Per segment of the current segmentation: name, colour, voxels and mL on the image's grid."""
+        """Per segment of the current segmentation: name, voxels on the image's grid, and its volume
+        (mL), or its area (cm²) on a one-slice image such as a chest X-ray."""
         if self.segmentation_node is None or self.volume_node is None:
             return []
         labels, label_map = mrml_bridge.labels_from_segmentation(
             self.segmentation_node, self.volume_node, {}, map_unknown=True
         )
-        voxel_ml = float(np.prod(labels.spacing)) / 1000.0
+        flat = labels.array.ndim == 2 or labels.array.shape[0] == 1  # an X-ray: areas, not volumes
+        spacing = labels.spacing[:2] if flat else labels.spacing
+        unit, per_voxel = (
+            ("cm²", float(np.prod(spacing)) / 100.0) if flat else ("mL", float(np.prod(spacing)) / 1000.0)
+        )
         counts = np.bincount(labels.array.ravel(), minlength=max(label_map, default=0) + 1)
         return [
-            {"name": info.name, "voxels": int(counts[value]), "ml": counts[value] * voxel_ml}
+            {"name": info.name, "voxels": int(counts[value]), "size": counts[value] * per_voxel, "unit": unit}
             for value, info in sorted(label_map.items())
         ]
 
