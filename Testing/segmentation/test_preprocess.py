@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from factories import ellipsoid_ct, threshold_bundle
 from LungLiverSegLib import geometry
 from LungLiverSegLib.bundle.spec import IntensitySpec
+from LungLiverSegLib.segmentation import preprocess
 from LungLiverSegLib.segmentation.preprocess import (
     IN_PLANE,
+    body_box,
     body_mask,
     grow_in_plane,
     intensity_histogram,
@@ -99,6 +101,18 @@ def test_body_mask_leaves_out_air_under_a_thin_pad_lying_on_the_patient():
     assert body[:, 30, 30].all() and body[:, 9, 12].all()  # the body and what touches it are kept
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_body_box_is_the_bounding_box_of_the_voxels_above_the_threshold(seed):
+    generator = np.random.default_rng(seed)
+    volume = np.full((9, 20, 30), -1000, np.int16)
+    corner = generator.integers(0, 8, 3)
+    volume[corner[0] : corner[0] + 2, corner[1] : corner[1] + 9, corner[2] : corner[2] + 5] = 40
+    volume[generator.integers(0, 9), generator.integers(0, 20), generator.integers(0, 30)] = 300
+    expected = geometry.bounding_box(volume > -500, (1, 2, 3))
+    assert body_box(volume, -500.0, (1, 2, 3)) == expected
+    assert body_box(np.full((2, 3, 4), -1000), -500.0, (1, 1, 1)) == (slice(0, 2), slice(0, 3), slice(0, 4))
+
+
 def test_body_mask_joins_only_voxels_that_share_a_face():
     volume = np.full((3, 12, 12), -1000.0)
     volume[:, 1:8, 1:8] = 40.0  # the body
@@ -115,6 +129,23 @@ def test_separable_label_resampling_matches_trilinear_interpolation():
     reference = F.interpolate(probabilities[None], size=shape, mode="trilinear", align_corners=False)[0]
     expected = reference.argmax(0).numpy().astype(np.uint8)
     np.testing.assert_array_equal(probabilities_to_labels(probabilities, shape), expected)
+
+
+@pytest.mark.parametrize("shape", [(20, 17, 30), (7, 30, 5), (3, 4, 22)])
+def test_labels_in_a_corner_come_back_as_trilinear_interpolation_gives_them(shape, monkeypatch):
+    """Only the box of the labels is interpolated, in chunks of 2 output slices; upsampled,
+    kept and downsampled axes."""
+    monkeypatch.setattr(preprocess, "BYTES_PER_RESAMPLE_CHUNK", 2 * 4 * 2 * shape[1] * shape[2] * 3)
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 7, 9, 11, generator=generator)
+    logits[1:, :, :, 6:] -= 20  # labels only in a corner: the rest is certain background
+    logits[1:, 5:] -= 20
+    probabilities = torch.softmax(logits, dim=0)
+    reference = F.interpolate(probabilities[None], size=shape, mode="trilinear", align_corners=False)[0]
+    expected = reference.argmax(0).numpy().astype(np.uint8)
+    assert 0 < (expected > 0).mean() < 0.5
+    np.testing.assert_array_equal(probabilities_to_labels(probabilities, shape), expected)
+    assert not probabilities_to_labels(probabilities[:1], (3, 4, 5)).any()  # the background alone
 
 
 def test_labels_from_scores_is_torch_argmax_with_the_background_at_zero_and_ties_to_the_lower_class():

@@ -129,10 +129,9 @@ def unsure_ratio(probabilities: torch.Tensor) -> float:
     boundary; on an input unlike them (another modality, another body region, not a medical
     image) whole regions are unsure, and the ratio shows it even when the argmax looks clean.
     """
-    background = probabilities[0]
     top = probabilities.amax(dim=0)
-    unsure = int(((top < SURE_PROBABILITY) & (background < SURE_PROBABILITY)).sum())
-    found = int((background < top).sum())  # some structure beats the background
+    unsure = int((top < SURE_PROBABILITY).sum())  # no class is sure, the background included
+    found = int((probabilities[0] < top).sum())  # some structure beats the background
     return unsure / max(found, 1)
 
 

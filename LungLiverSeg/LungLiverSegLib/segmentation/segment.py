@@ -8,11 +8,11 @@ it. The pipeline, all driven by the model bundle:
 3. ``preprocess.prepare``: reorient, crop to the body, resample, normalise;
 4. the network: 3D sliding window with Gaussian blending, or 2D batched slices
    (``sliding_window``); then the out-of-distribution checks on its output (``input_checks``);
-5. label-aware return to the input grid (``preprocess.probabilities_to_labels``): class
-   probabilities are interpolated (separably, a few slices at a time so memory stays bounded) and
-   only then argmax'ed;
-6. postprocessing on the body crop (``postprocess``); paste into the full grid and undo the
-   reorientation (``PreparedImage.to_input_grid``).
+5. postprocessing (``postprocess``) on the coarser of the network's grid and the body crop's
+   (``network_grid``), and the label-aware return to the input grid
+   (``preprocess.scores_to_labels``): class probabilities are interpolated (separably, a few
+   slices at a time so memory stays bounded) and only then argmax'ed;
+6. paste into the full grid and undo the reorientation (``PreparedImage.to_input_grid``).
 
 The result has exactly the input's size, spacing, origin and direction. Nothing here imports
 MONAI: the networks (``bundle.unets``) and the sliding window are MONAI's, rebuilt in plain torch
@@ -36,8 +36,15 @@ from LungLiverSegLib.geometry import Image, as_volume
 from LungLiverSegLib.progress import Progress, StageClock
 from LungLiverSegLib.segmentation.input_checks import check_input, check_prediction
 from LungLiverSegLib.segmentation.memory import ExecutionPlan, JobSize, plan_execution
+from LungLiverSegLib.segmentation.network_grid import coarser, postprocess_scores
 from LungLiverSegLib.segmentation.postprocess import postprocess_labels
-from LungLiverSegLib.segmentation.preprocess import prepare, probabilities_to_labels, target_shape
+from LungLiverSegLib.segmentation.preprocess import (
+    PreparedImage,
+    class_scores,
+    prepare,
+    scores_to_labels,
+    target_shape,
+)
 from LungLiverSegLib.segmentation.sliding_window import sliding_window_inference, window_count
 
 STAGES = {"preprocess": 0.1, "network": 0.75, "postprocess": 0.15}
@@ -113,17 +120,33 @@ def segment_image(  # noqa: PLR0913  (the public entry point: image and model, t
             outside_body(probabilities, prepared.body)
         unsure, outside = check_prediction(probabilities, prepared.tensor, bundle, source)
         progress.update("postprocess", 0.0)
-        labels = probabilities_to_labels(probabilities, prepared.crop_shape)
+        scores = class_scores(probabilities)
         del probabilities
+    labels = labels_on_crop(scores, prepared, bundle, clock)
+    progress.update("postprocess", 0.8)
     with clock.stage("postprocess"):
-        spacing_kji = prepared.oriented.spacing[::-1]
-        intensities = prepared.oriented.array[prepared.crop_box]
-        labels = postprocess_labels(labels, spacing_kji, bundle.postprocessing, intensities)
-        progress.update("postprocess", 0.8)
         result = prepared.to_input_grid(labels, image)
     result.metadata.update(unsure_ratio=unsure, histogram_distance=outside)
     progress.update("postprocess", 1.0)
     return result
+
+
+def labels_on_crop(
+    scores: torch.Tensor, prepared: PreparedImage, bundle: ModelBundle, clock: StageClock
+) -> np.ndarray:
+    """Postprocessed labels on the body crop at input resolution from the network's
+    ``class_scores``: the clean-up runs on the coarser of the two grids (``network_grid``)."""
+    spacing_kji = prepared.oriented.spacing[::-1]
+    intensities = prepared.oriented.array[prepared.crop_box]
+    if coarser(scores, prepared.crop_shape):
+        with clock.stage("postprocess"):
+            postprocess_scores(scores, spacing_kji, bundle.postprocessing, intensities)
+        with clock.stage("back to grid"):
+            return scores_to_labels(scores, prepared.crop_shape)
+    with clock.stage("back to grid"):
+        labels = scores_to_labels(scores, prepared.crop_shape)
+    with clock.stage("postprocess"):
+        return postprocess_labels(labels, spacing_kji, bundle.postprocessing, intensities)
 
 
 def _plan(volume: Image, bundle: ModelBundle, device: torch.device, batch_size: int | None) -> ExecutionPlan:
