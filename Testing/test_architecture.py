@@ -36,12 +36,22 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "foundations",
         tuple(
             f"{CORE}.{name}"
-            for name in ("errors", "labels", "files", "jsonio", "progress", "tables", "paths", "geometry")
+            for name in (
+                "errors",
+                "labels",
+                "files",
+                "jsonio",
+                "progress",
+                "tables",
+                "svg_plot",
+                "paths",
+                "geometry",
+            )
         ),
     ),
     ("formats", (f"{CORE}.imageio", f"{CORE}.bundle")),
     ("work", (f"{CORE}.segmentation", f"{CORE}.evaluation", f"{CORE}.dataset")),
-    ("composition", (f"{CORE}.api", f"{CORE}.demo")),
+    ("composition", (f"{CORE}.api", f"{CORE}.demo", f"{CORE}.worklist")),
     ("front ends", (f"{CORE}.cli", SLICER_SIDE)),
     ("browser app", (BROWSER,)),
     ("training", (TRAINING,)),
@@ -73,6 +83,11 @@ TORCH_FREE_AT_IMPORT = (
     f"{CORE}.jsonio",
     f"{CORE}.progress",
     f"{CORE}.tables",
+    f"{CORE}.svg_plot",
+    f"{CORE}.worklist",
+    f"{CORE}.worklist.store",
+    f"{CORE}.worklist.scan",
+    f"{CORE}.worklist.effort",
     f"{CORE}.paths",
     f"{CORE}.geometry",
     f"{CORE}.bundle.spec",

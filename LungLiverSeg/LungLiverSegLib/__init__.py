@@ -4,12 +4,12 @@ Layers (docs/ARCHITECTURE.md draws them; ``Testing/test_architecture.py`` enforc
 first; a module may import from its own layer and the layers below, never above:
 
 1. foundations: ``errors``, ``labels``, ``files``, ``jsonio``, ``progress``, ``tables``,
-   ``paths``, ``geometry`` (numpy/SimpleITK only);
+   ``svg_plot``, ``paths``, ``geometry`` (numpy/SimpleITK only);
 2. formats: ``imageio`` (images, DICOM, ``.seg.nrrd``) and ``bundle`` (model bundles and the
    catalogue; only ``bundle.weights``, ``bundle.networks`` and ``bundle.unets`` import torch);
 3. work: ``segmentation`` (torch), ``evaluation`` (numpy/scipy), ``dataset`` (the training
    dataset layout and export);
-4. composition: ``api``, ``demo``;
+4. composition: ``api``, ``demo``, ``worklist`` (unlabeled scans ranked for correction);
 5. front ends: ``cli`` and ``slicer_module``. Only ``slicer_module`` may import slicer, vtk or
    qt; it runs the ``cli`` in a child process and reads its JSON lines (``cli.events``), and
    ``cli`` never imports it. Both import torch-heavy code only inside functions, so the Slicer

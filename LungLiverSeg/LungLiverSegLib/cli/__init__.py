@@ -6,7 +6,7 @@ MONAI: each command imports its torch-heavy library code inside the function tha
 packages add commands through the ``lunglivseg.commands`` entry-point group (Training adds
 ``train``); the core never imports them.
 
-One module per command (``segment``, ``evaluate``, ``models``, ``demo``, ``export``), each with
+One module per command (``segment``, ``evaluate``, ``models``, ``demo``, ``export``, ``worklist``), each with
 ``add_command`` and ``run``; ``options`` holds what every command shares and ``events`` the
 JSON-lines progress protocol. A user error prints one line (``lunglivseg: error: ...``) and exits
 with status 2; a cancelled run exits with 130 and leaves no partial output (every file is
@@ -27,7 +27,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TextIO
 
-from LungLiverSegLib.cli import demo, evaluate, export, models, segment
+from LungLiverSegLib.cli import demo, evaluate, export, models, segment, worklist
 from LungLiverSegLib.cli.events import CANCEL_FILE_ENV
 from LungLiverSegLib.cli.options import EXIT_CANCELLED, EXIT_USER_ERROR
 from LungLiverSegLib.errors import Cancelled, LungLiverSegError, LungLiverSegWarning
@@ -41,13 +41,16 @@ Registrar = Callable[[argparse._SubParsersAction], None]
 
 PLUGIN_GROUP = "lunglivseg.commands"
 CANCEL_FILE_POLL_S = 0.2
-DESCRIPTION = "LungLiverSeg: segment, evaluate, models, demo, export (and train, from the training package)."
+DESCRIPTION = (
+    "LungLiverSeg: segment, evaluate, models, demo, export, worklist (train and app, from their packages)."
+)
 CORE_COMMANDS: tuple[Registrar, ...] = (
     segment.add_command,
     evaluate.add_command,
     models.add_command,
     demo.add_command,
     export.add_command,
+    worklist.add_command,
 )
 
 
