@@ -116,3 +116,20 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def drag(page: Any, start: tuple[float, float], end: tuple[float, float], steps: int = 12) -> None:
+    """A mouse stroke as a user makes it: press, move in small steps, release."""
+    page.mouse.move(*start)
+    page.mouse.down()
+    for step in range(1, steps + 1):
+        page.mouse.move(*(a + (b - a) * step / steps for a, b in zip(start, end, strict=True)))
+        time.sleep(0.03)
+    page.mouse.up()
+
+
+def axial_view_centre(page: Any) -> tuple[float, float]:
+    """The centre of the largest view (the axial slice in trame-slicer's default layout)."""
+    boxes = [box for box in (view.bounding_box() for view in page.locator("img, canvas").all()) if box]
+    largest = max(boxes, key=lambda box: box["width"] * box["height"])
+    return largest["x"] + largest["width"] / 2, largest["y"] + largest["height"] / 2

@@ -24,7 +24,9 @@ from app_driver import (
     JOB_TIMEOUT_MS,
     TOKEN,
     App,
+    axial_view_centre,
     chromium,
+    drag,
     missing,
     open_page,
     wait_for_message,
@@ -92,23 +94,6 @@ def wait_for_count_change(page: Page, segment: str, before: int, timeout_s: floa
             return now
         time.sleep(0.2)
     return voxels(page, segment)
-
-
-def drag(page: Page, start: tuple[float, float], end: tuple[float, float], steps: int = 12) -> None:
-    """A mouse stroke as a user makes it: press, move in small steps, release."""
-    page.mouse.move(*start)
-    page.mouse.down()
-    for step in range(1, steps + 1):
-        page.mouse.move(*(a + (b - a) * step / steps for a, b in zip(start, end, strict=True)))
-        time.sleep(0.03)
-    page.mouse.up()
-
-
-def axial_view_centre(page: Page) -> tuple[float, float]:
-    """The centre of the largest view (the axial slice in trame-slicer's default layout)."""
-    boxes = [box for box in (view.bounding_box() for view in page.locator("img, canvas").all()) if box]
-    largest = max(boxes, key=lambda box: box["width"] * box["height"])
-    return largest["x"] + largest["width"] / 2, largest["y"] + largest["height"] / 2
 
 
 def cli_labels(image: Path, model: str, out: Path) -> np.ndarray:

@@ -42,7 +42,9 @@ from vtkmodules.vtkCommonCore import vtkObject
 from LungLiverSegLib.browser.data_folder import FOLDER, dicom_series_choices, list_folder
 from LungLiverSegLib.browser.session import AppSession
 from LungLiverSegLib.browser.settings import Settings
+from LungLiverSegLib.browser.worklist_page import WorklistPage
 from LungLiverSegLib.errors import LungLiverSegError
+from LungLiverSegLib.worklist.store import STRATEGIES
 
 POLL_S = 0.2
 DEVICES = ("auto", "cpu", "cuda")
@@ -79,6 +81,7 @@ class LungLiverSegApp:
         self.session = AppSession(self.slicer_app.scene, settings)
         self.session.on_volume = self._show_volume
         self.session.on_segmentation = self._show_segmentation
+        self.worklist = WorklistPage(self.session)
         self._uploaded: list[dict[str, Any]] = []
         self._shown_model: str | None = None
         self._initial_state()
@@ -110,6 +113,9 @@ class LungLiverSegApp:
                 "lls_uploading": False,
                 "lls_tool": PANEL,
                 "lls_device": self.session.settings.device,
+                "lls_ranking": STRATEGIES[0],
+                "lls_retrain_every": 4,
+                "lls_skip_reason": "",
             }
         )
         self.publish()
@@ -204,6 +210,23 @@ class LungLiverSegApp:
     def cancel(self) -> None:
         self.act(self.session.cancel)
 
+    def open_worklist(
+        self, folder: str, dataset: str, ranking: str, retrain_every: str | int, model: str
+    ) -> None:
+        self.session.page.model = model
+        text = str(retrain_every).strip()
+        every = int(text) if text.isdigit() and int(text) > 0 else 4
+        self.act(self.worklist.open, folder or "", dataset, ranking, every)
+
+    def next_case(self) -> None:
+        self.act(self.worklist.next_case)
+
+    def approve_case(self) -> None:
+        self.act(self.worklist.approve)
+
+    def skip_case(self, reason: str) -> None:
+        self.act(self.worklist.skip, str(reason or ""))
+
     # --- scene to views -----------------------------------------------------------------------
 
     def _show_volume(self, volume_node: Any) -> None:
@@ -293,6 +316,8 @@ class LungLiverSegApp:
             self._export_section()
             VDivider()
             self._train_section()
+            VDivider()
+            self._worklist_section()
 
     def _status(self) -> None:
         """The last outcome and the running job, kept in sight at the top of the panel."""
@@ -444,3 +469,63 @@ class LungLiverSegApp:
                 raw_attrs=test_id("train"),
             )
             html.Div(v_html="lls_page.curve_svg", classes="mt-2", raw_attrs=test_id("curve"))
+
+    def _worklist_section(self) -> None:
+        busy = "!!lls_page.job"
+        VCardTitle("Worklist", classes="text-subtitle-1")
+        with VCardText():
+            html.Div(
+                "Folder: {{ lls_listing.path === '.' ? 'the data folder' : lls_listing.path }}",
+                classes="text-caption",
+            )
+            VSelect(v_model="lls_ranking", items=(list(STRATEGIES),), label="Ranking", density="compact")
+            VTextField(
+                v_model="lls_retrain_every", label="Retrain after approvals", type="number", density="compact"
+            )
+            VBtn(
+                "Open worklist",
+                click=(
+                    self.open_worklist,
+                    "[lls_listing.path, lls_dataset, lls_ranking, lls_retrain_every, lls_model]",
+                ),
+                disabled=(busy,),
+                raw_attrs=test_id("open-worklist"),
+            )
+            with (
+                VTable(density="compact", v_if="lls_page.worklist.length", raw_attrs=test_id("worklist")),
+                html.Tbody(),
+                html.Tr(
+                    v_for="row in lls_page.worklist",
+                    key="row.case",
+                    raw_attrs=[':data-testid="`case-${row.case}`"'],
+                    style=("row.case === lls_page.case ? 'font-weight: bold' : ''",),
+                ),
+            ):
+                html.Td("{{ row.case }}")
+                html.Td("{{ row.state }}", raw_attrs=[':data-testid="`state-${row.case}`"'])
+                html.Td("{{ row.unsure === null ? '' : row.unsure.toFixed(3) }}")
+                html.Td("{{ row.changed_ml === null ? '' : row.changed_ml.toFixed(1) + ' mL' }}")
+                html.Td("{{ row.dice === null ? row.why : 'Dice ' + row.dice.toFixed(3) }}")
+            VBtn("Next case", click=self.next_case, disabled=(busy,), raw_attrs=test_id("next-case"))
+            VBtn(
+                "Approve",
+                click=self.approve_case,
+                disabled=(f"{busy} || !lls_page.case",),
+                color="primary",
+                classes="ml-2",
+                raw_attrs=test_id("approve-case"),
+            )
+            VTextField(
+                v_model="lls_skip_reason",
+                label="Why skip",
+                density="compact",
+                raw_attrs=test_id("skip-reason"),
+            )
+            VBtn(
+                "Skip",
+                click=(self.skip_case, "[lls_skip_reason]"),
+                disabled=(f"{busy} || !lls_page.case",),
+                raw_attrs=test_id("skip-case"),
+            )
+            html.Div(v_html="lls_page.effort_svg", classes="mt-2", raw_attrs=test_id("effort"))
+            html.Div("{{ lls_page.advice }}", classes="text-caption", raw_attrs=test_id("advice"))

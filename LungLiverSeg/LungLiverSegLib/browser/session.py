@@ -30,7 +30,7 @@ from LungLiverSegLib.imageio import read_image, split_image_name
 from LungLiverSegLib.slicer_module import mrml_bridge
 from LungLiverSegLib.slicer_module.logic import ExportOutcome, SceneLogic, SegmentationOutcome
 from LungLiverSegLib.slicer_module.presentation import describe_progress, describe_training, model_choices
-from LungLiverSegLib.slicer_module.process import ProgressUpdate
+from LungLiverSegLib.slicer_module.process import Outcome, ProgressUpdate
 from LungLiverSegLib.slicer_module.staging import safe_stem
 from LungLiverSegLib.slicer_module.training_job import (
     TrainingOutcome,
@@ -67,6 +67,10 @@ class Page:
     correction: list[dict[str, Any]] = field(default_factory=list)
     curve_svg: str = ""
     series: list[dict[str, str]] = field(default_factory=list)
+    worklist: list[dict[str, Any]] = field(default_factory=list)
+    case: str = ""
+    effort_svg: str = ""
+    advice: str = ""
 
     def as_state(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +96,7 @@ class AppSession:
         self.curve = TrainingCurve()
         self.on_volume: VolumeShown | None = None
         self.on_segmentation: SegmentationShown | None = None
+        self.on_model_installed: Callable[[str], None] | None = None
         self.refresh_models()
 
     # --- images ------------------------------------------------------------------------------
@@ -104,7 +109,7 @@ class AppSession:
                 raise AccessError("a DICOM series UID is text")
             self._open(confined(self.settings.data, relative), series_uid)
 
-        self._attempt(open_file)
+        self.attempt(open_file)
 
     def open_upload(self, files: list[dict[str, Any]]) -> None:
         """Open uploaded files (one image, or the slices of one DICOM series) checked as images.
@@ -112,11 +117,11 @@ class AppSession:
         The files are written under safe names into a folder of ``--work`` that is removed after
         reading, so nothing a client sends is kept or lands outside it.
         """
-        self._attempt(lambda: self._open_upload(files))
+        self.attempt(lambda: self._open_upload(files))
 
     def open_upload_refused(self, total_bytes: int) -> None:
         """The page saw the files are too large and sent none: the same message as the server's check."""
-        self._attempt(lambda: check_upload_size(total_bytes, self.settings.max_upload_mb))
+        self.attempt(lambda: check_upload_size(total_bytes, self.settings.max_upload_mb))
 
     def _open_upload(self, files: list[dict[str, Any]]) -> None:
         if not isinstance(files, list) or not all(isinstance(item, dict) for item in files):
@@ -144,12 +149,22 @@ class AppSession:
         image = read_image(path, series_uid)
         self.scene.Clear(0)
         node_name = name or split_image_name(path)[0] or path.name
-        self.volume_node = mrml_bridge.volume_node_from_image(self.scene, image, safe_stem(node_name))
-        self.segmentation_node = None
-        self.page.segments, self.page.correction, self.page.series = [], [], []
+        self.show(mrml_bridge.volume_node_from_image(self.scene, image, safe_stem(node_name)))
         self.say(f"Opened {node_name}: {' x '.join(map(str, image.array.shape[::-1]))} voxels")
+
+    def show(
+        self,
+        volume_node: slicer.vtkMRMLScalarVolumeNode,
+        segmentation_node: slicer.vtkMRMLSegmentationNode | None = None,
+    ) -> None:
+        """Make ``volume_node`` (and its segmentation, when it comes with one) the page's image."""
+        self.volume_node, self.segmentation_node = volume_node, segmentation_node
+        self.page.correction, self.page.series = [], []
+        self.page.segments = self.segment_summary()
         if self.on_volume is not None:
-            self.on_volume(self.volume_node)
+            self.on_volume(volume_node)
+        if segmentation_node is not None and self.on_segmentation is not None:
+            self.on_segmentation(segmentation_node, volume_node)
 
     # --- segmentation ------------------------------------------------------------------------
 
@@ -174,15 +189,15 @@ class AppSession:
                 self.page.model,
                 device=self.device,
                 output_segmentation_node=segmentation_node,
-                on_progress=self._progress,
+                on_progress=self.show_progress,
                 on_finished=self._segmented,
             )
-            self._started(SEGMENT, f"Segmenting with {self.page.model}")
+            self.start_job(SEGMENT, f"Segmenting with {self.page.model}")
 
-        self._attempt(start)
+        self.attempt(start)
 
     def _segmented(self, outcome: SegmentationOutcome) -> None:
-        if self._ended(outcome, "Segmentation"):
+        if self.end_job(outcome, "Segmentation"):
             return
         (node,) = outcome.segmentation_nodes
         self.segmentation_node = node
@@ -238,12 +253,12 @@ class AppSession:
                 safe_stem(case_id),
                 on_finished=self._exported,
             )
-            self._started(EXPORT, f"Exporting {case_id} into {dataset}")
+            self.start_job(EXPORT, f"Exporting {case_id} into {dataset}")
 
-        self._attempt(start)
+        self.attempt(start)
 
     def _exported(self, outcome: ExportOutcome) -> None:
-        if self._ended(outcome, "Export") or outcome.record is None:
+        if self.end_job(outcome, "Export") or outcome.record is None:
             return
         record = outcome.record
         self.page.correction = correction_rows(record)
@@ -283,20 +298,22 @@ class AppSession:
                 on_progress=self._training_progress,
                 on_finished=self._trained,
             )
-            self._started(TRAIN, f"{'Resuming' if resume else 'Training'} {preset} on {dataset}")
+            self.start_job(TRAIN, f"{'Resuming' if resume else 'Training'} {preset} on {dataset}")
 
-        self._attempt(start)
+        self.attempt(start)
 
     def _training_progress(self, update: ProgressUpdate) -> None:
         self.curve.add(update)
         self.page.curve_svg = self.curve.svg()
-        self._progress(update)
+        self.show_progress(update)
 
     def _trained(self, outcome: TrainingOutcome) -> None:
-        if self._ended(outcome, "Training", resumable=True):
+        if self.end_job(outcome, "Training", resumable=True):
             return
         self.refresh_models(select=outcome.model_key)
         self.say(describe_training(outcome), *outcome.warnings)
+        if self.on_model_installed is not None and outcome.model_key and not outcome.kept_installed:
+            self.on_model_installed(outcome.model_key)
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -307,17 +324,17 @@ class AppSession:
         """Deliver the running job's progress and outcome (the app calls this on a timer)."""
         return self.logic.poll()
 
-    def _started(self, job: str, text: str) -> None:
+    def start_job(self, job: str, text: str) -> None:
         self.page.job, self.page.progress, self.page.progress_text = job, 0.0, text
         self.say(text)
 
-    def _progress(self, update: ProgressUpdate) -> None:
+    def show_progress(self, update: ProgressUpdate) -> None:
         self.page.progress = update.fraction
         self.page.progress_text = describe_progress(update)
 
-    def _ended(
+    def end_job(
         self,
-        outcome: ExportOutcome | SegmentationOutcome | TrainingOutcome,
+        outcome: Outcome,
         what: str,
         *,
         resumable: bool = False,
@@ -330,7 +347,7 @@ class AppSession:
             self.say(outcome.error.removeprefix("lunglivseg: error: "), kind=ERROR)
         return not outcome.succeeded
 
-    def _attempt(self, action: Callable[[], None]) -> None:
+    def attempt(self, action: Callable[[], None]) -> None:
         """Run a page's action; a user error becomes the page's one-line message, not a traceback."""
         try:
             action()
