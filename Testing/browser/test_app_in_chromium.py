@@ -9,6 +9,7 @@ test's temporary folder); the README's screenshot is one of them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from app_driver import (
 )
 from factories import SHARED_DATA
 from LungLiverSegLib.imageio import read_image, write_image
+from PIL import Image as PILImage
 
 REAL_CT = SHARED_DATA / "ct_lung_lctsc_full" / "Case_000_ct.nii.gz"
 DICOM_FOLDER = "ct_abdomen_totalseg_example/example_ct_dicom"
@@ -230,6 +232,22 @@ def test_a_dicom_folder_of_the_data_folder_opens_with_its_series_chosen(
     assert page.get_by_test_id("geometry").inner_text().startswith("512 x 512 x 20 voxels")
     page.screenshot(path=screenshots / "11-dicom.png")
     page.close()
+
+    # a reloaded page shows the image at once (the views render for a page that opens)
+    reloaded = open_page(browser, app.url)
+    expect(reloaded.get_by_test_id("segment")).to_be_visible(timeout=30_000)
+    deadline = time.monotonic() + 20
+    while axial_view_brightness(reloaded) <= 10 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert axial_view_brightness(reloaded) > 10
+    reloaded.close()
+
+
+def axial_view_brightness(page: Page) -> float:
+    """Mean grey level (0-255) of the largest view as the page shows it: near 0 when black."""
+    x, y = axial_view_centre(page)
+    shot = page.screenshot(clip={"x": x - 100, "y": y - 100, "width": 200, "height": 200})
+    return float(np.asarray(PILImage.open(io.BytesIO(shot)).convert("L")).mean())
 
 
 def test_refusals_are_one_line_in_the_page(app: App, browser: object, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from trame.widgets import html
+from trame.widgets import client, html
 from trame.widgets.vuetify3 import (
     VAlert,
     VBtn,
@@ -253,6 +253,12 @@ class LungLiverSegApp:
         with self.state:
             self.publish()
 
+    def _page_opened(self) -> None:
+        """A page (re)opened: the views stream only what is rendered next, so render them now (a
+        reloaded page would stay black until the next change otherwise)."""
+        for view in self.slicer_app.view_manager.get_views():
+            view.schedule_render()
+
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL_S)
@@ -267,6 +273,7 @@ class LungLiverSegApp:
 
     def _build_ui(self) -> None:
         with ViewerLayout(self.server, title="LungLiverSeg", is_drawer_visible=True) as self.layout:
+            client.ClientTriggers(mounted=self._page_opened)
             self.layout.typed_state.data.active_tool = PANEL
             with self.layout.appbar:
                 self._upload_button()

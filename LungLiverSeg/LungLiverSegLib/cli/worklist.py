@@ -80,6 +80,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         cancel=cancel,
         progress=progress,
         on_proposed=proposed,
+        bundle=bundle,  # also a bundle folder given by its path, not in the catalogue
     )
     if args.progress != "json":
         print(describe(worklist))

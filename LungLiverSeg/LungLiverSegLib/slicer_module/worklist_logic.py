@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from LungLiverSegLib.bundle.catalogue import find_model
 from LungLiverSegLib.errors import LungLiverSegError
 from LungLiverSegLib.imageio import read_image, read_segmentation
 from LungLiverSegLib.slicer_module import mrml_bridge
@@ -92,7 +93,11 @@ class WorklistSession:
     ) -> Worklist:
         """The worklist of ``images`` for ``dataset`` (made on first use), reconciled with the
         dataset (cases exported but not yet marked approved, after a crash)."""
-        self.worklist = Worklist.create(dataset, images, model, strategy=ranking, retrain_every=retrain_every)
+        # the exact model (``name@version``), as the proposing child names it: the same model
+        # spelled without its version must not count as a retrain (a new generation)
+        bundle = find_model(model)
+        key = f"{bundle.name}@{bundle.version}"
+        self.worklist = Worklist.create(dataset, images, key, strategy=ranking, retrain_every=retrain_every)
         self.worklist.reconcile()
         return self.worklist
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from LungLiverSegLib.api import save_labels, segment
+from LungLiverSegLib.bundle.spec import ModelBundle
 from LungLiverSegLib.progress import CancelToken, Progress
 from LungLiverSegLib.segmentation.segment import STAGES, load_model
 from LungLiverSegLib.worklist.scan import find_cases
@@ -29,16 +30,18 @@ def propose_all(  # noqa: PLR0913  (the worklist, then the run's options by keyw
     cancel: CancelToken | None = None,
     progress: CaseProgress | None = None,
     on_proposed: CaseProposed | None = None,
+    bundle: ModelBundle | None = None,
 ) -> int:
     """Scan the folder for new cases, then propose every case in state "new" with the worklist's
-    current model; returns how many were proposed."""
+    current model (``bundle`` when the caller has it already: a bundle folder given by its path,
+    which the catalogue name in the worklist does not find); returns how many were proposed."""
     settings = worklist.settings()
     worklist.add(find_cases(settings.images))
     worklist.reconcile()
     waiting = [case for case in worklist.cases() if case.state == NEW]
     if not waiting:
         return 0
-    loaded = load_model(settings.model, device, threads)
+    loaded = load_model(bundle or settings.model, device, threads)
     key = f"{loaded.bundle.name}@{loaded.bundle.version}"
     for number, case in enumerate(waiting, start=1):
         case_progress = progress(case, number, len(waiting)) if progress else Progress(None, cancel, STAGES)

@@ -221,10 +221,13 @@ class Worklist:
             if mine is not None:
                 return _case(mine)
             settings = _settings_in(db)
-            proposed = [_case(row) for row in db.execute("SELECT * FROM cases WHERE state = ?", (PROPOSED,))]
-            if not proposed:
+            # ranked among all cases, as ``cases()`` lists them (a seeded shuffle of only the
+            # proposed ones would hand them out in another order than the list shows)
+            every = [_case(row) for row in db.execute("SELECT * FROM cases")]
+            ranked = rank(every, settings.strategy, settings.seed)
+            chosen = next((case for case in ranked if case.state == PROPOSED), None)
+            if chosen is None:
                 return None
-            chosen = rank(proposed, settings.strategy, settings.seed)[0]
             db.execute(
                 "UPDATE cases SET state = ?, owner = ? WHERE case_id = ?",
                 (IN_PROGRESS, owner, chosen.case_id),
