@@ -1,8 +1,9 @@
 """LungLiverSeg: lung and liver segmentation in 3D Slicer, with correction export for training.
 
 A thin GUI over ``LungLiverSegLib.slicer_module`` (tested headless on slicer-core): the widget
-binds the parameter node to the .ui, turns Segment (or Train) into Cancel while the child process
-runs, and polls it from a QTimer so that Slicer stays responsive.
+binds the parameter node to the .ui, turns Segment (or Train, or Open worklist) into Cancel while
+the child process runs, and polls it from a QTimer so that Slicer stays responsive. The Worklist
+section works through a folder of scans case by case (``worklist_logic.WorklistSession``).
 """
 
 # The Slicer-version check runs before the imports that an older Slicer's Python cannot load.
@@ -29,8 +30,11 @@ from LungLiverSegLib.cli.train_request import TrainRequest, preset_names
 from LungLiverSegLib.errors import LungLiverSegError
 from LungLiverSegLib.slicer_module import dependencies, presentation, training_job
 from LungLiverSegLib.slicer_module.logic import ExportOutcome, SceneLogic, SegmentationOutcome
-from LungLiverSegLib.slicer_module.process import ProgressUpdate
+from LungLiverSegLib.slicer_module.process import ProcessResult, ProgressUpdate
 from LungLiverSegLib.slicer_module.training_job import TrainingOutcome
+from LungLiverSegLib.slicer_module.worklist_logic import LoadedCase, WorklistSession
+from LungLiverSegLib.worklist.effort import WINDOW, efforts, running_mean
+from LungLiverSegLib.worklist.store import STRATEGIES, UNCERTAINTY, Worklist
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLVectorVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -45,6 +49,10 @@ from slicer.util import VTKObservationMixin
 
 POLL_INTERVAL_MS = 100
 SEGMENT, TRAIN, EXPORT = "segment", "train", "export"  # the running task: a child process, or an export
+PROPOSE = "propose"  # the worklist's proposing child process
+WORKLIST_COLUMNS = ("case", "state", "uncertainty", "changed mL", "Dice", "why")
+EFFORT_LINES = 5
+"""The effort label lists the last this many approvals (the whole curve is in effort.svg)."""
 MODIFIED = vtk.vtkCommand.ModifiedEvent
 
 
@@ -95,6 +103,10 @@ class LungLiverSegParameterNode:
     trainingEpochs: Annotated[int, WithinRange(0, 100000)] = 0  # 0: the preset's own
     trainingRunFolder: Path
     fineTune: bool = False
+    worklistImagesFolder: Path
+    worklistDatasetFolder: Path
+    worklistRanking: Annotated[str, Choice(list(STRATEGIES))] = UNCERTAINTY
+    worklistRetrainEvery: Annotated[int, WithinRange(1, 1000)] = 4
 
 
 class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -107,7 +119,9 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._pollTimer = None
-        self._task = None  # SEGMENT, TRAIN or EXPORT while it runs
+        self._task = None  # SEGMENT, TRAIN, PROPOSE or EXPORT while it runs
+        self.worklistSession = None
+        self._approving = False  # a worklist case's export, which may run beside any task
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -116,6 +130,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LungLiverSegLogic()
+        self.worklistSession = WorklistSession(self.logic, "slicer")
         self._pollTimer = qt.QTimer()
         self._pollTimer.setInterval(POLL_INTERVAL_MS)
         self._pollTimer.connect("timeout()", self.logic.poll)
@@ -127,6 +142,13 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependenciesButton)
+        self.ui.openWorklistButton.connect("clicked(bool)", self.onOpenWorklistButton)
+        self.ui.nextCaseButton.connect("clicked(bool)", self.onNextCaseButton)
+        self.ui.approveCaseButton.connect("clicked(bool)", self.onApproveCaseButton)
+        self.ui.skipCaseButton.connect("clicked(bool)", self.onSkipCaseButton)
+        self.ui.skipReasonLineEdit.connect("textChanged(QString)", self.updateButtons)
+        self.ui.worklistTable.setColumnCount(len(WORKLIST_COLUMNS))
+        self.ui.worklistTable.setHorizontalHeaderLabels(list(WORKLIST_COLUMNS))
 
         # the combo boxes of what is installed are synced by hand (see LungLiverSegParameterNode)
         self.ui.modelSelector.connect("currentIndexChanged(int)", self.onModelSelected)
@@ -138,9 +160,12 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Never leave a segmentation or training process behind when the module is torn down."""
+        """Never leave a segmentation or training process behind when the module is torn down, nor
+        a worklist case claimed by this (ending) Slicer: it goes back to the list."""
         if self.logic is not None:
             self.logic.cancel()
+        if self.worklistSession is not None:
+            self.worklistSession.release()
         if self._pollTimer is not None:
             self._pollTimer.stop()  # after a module reload it would call this old widget's callbacks
         self.removeObservers()
@@ -156,6 +181,7 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.logic.cancel_segmentation()  # its nodes are about to go; a training has none and runs on
+        self.worklistSession.release()  # the case's nodes go too: it goes back to the list
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -250,12 +276,38 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             and chosenFolder(parameters.datasetFolder)
             and parameters.caseId
         )
+        self.updateWorklistButtons(parameters, running, task)
+
+    def updateWorklistButtons(self, parameters, running: bool, task: str | None) -> None:
+        """Cases are worked on while the proposing child (or a training) runs: only an export
+        (one at a time) holds them back. A case in hand is approved or skipped before another
+        worklist is opened."""
+        session = self.worklistSession
+        isOpen = session is not None and session.worklist is not None
+        inHand = isOpen and session.loaded is not None
+        exporting = self.logic.is_exporting
+        self.ui.openWorklistButton.enabled = task == PROPOSE or (
+            not running
+            and not inHand
+            and bool(
+                parameters
+                and chosenFolder(parameters.worklistImagesFolder)
+                and chosenFolder(parameters.worklistDatasetFolder)
+                and parameters.modelName
+            )
+        )
+        self.ui.nextCaseButton.enabled = isOpen and not inHand and not exporting
+        self.ui.approveCaseButton.enabled = inHand and not exporting
+        self.ui.skipCaseButton.enabled = (
+            inHand and not exporting and bool(self.ui.skipReasonLineEdit.text.strip())
+        )
 
     def setRunning(self, task: str | None) -> None:
         """The task's button becomes Cancel; the inputs stay fixed while the process works on them."""
         self._task = task
         self.ui.segmentButton.text = _("Cancel") if task == SEGMENT else _("Segment")
         self.ui.trainButton.text = _("Cancel") if task == TRAIN else _("Train")
+        self.ui.openWorklistButton.text = _("Cancel") if task == PROPOSE else _("Open worklist")
         for widget in (
             self.ui.inputVolumeSelector,
             self.ui.modelSelector,
@@ -267,16 +319,25 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.trainingEpochsSpinBox,
             self.ui.trainingRunFolderSelector,
             self.ui.fineTuneCheckBox,
+            self.ui.worklistImagesSelector,
+            self.ui.worklistDatasetSelector,
+            self.ui.worklistRankingSelector,
+            self.ui.worklistRetrainEverySpinBox,
         ):
             widget.enabled = task is None
         self.ui.progressBar.visible = task == SEGMENT
         self.ui.trainingProgressBar.visible = task == TRAIN
-        self.ui.progressBar.value = self.ui.trainingProgressBar.value = 0
-        if task is None:
+        self.ui.worklistProgressBar.visible = task == PROPOSE
+        self.ui.progressBar.value = self.ui.trainingProgressBar.value = self.ui.worklistProgressBar.value = 0
+        self.updatePollTimer()
+        self.updateButtons()
+
+    def updatePollTimer(self) -> None:
+        """The timer runs while a task or a worklist approval waits for ``poll()``."""
+        if self._task is None and not self._approving:
             self._pollTimer.stop()
         else:
             self._pollTimer.start()
-        self.updateButtons()
 
     def onSegmentButton(self) -> None:
         if self.logic.is_running:
@@ -425,8 +486,156 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.populateModels()
             if not outcome.kept_installed:
                 self._parameterNode.modelName = outcome.model_key
+                self.reproposeWorklist(outcome.model_key)
             self.ui.trainingStatusLabel.text = presentation.describe_training(outcome)
         showWarnings(outcome.warnings, self.ui.trainingStatusLabel)
+
+    # --- Worklist ---------------------------------------------------------------------------
+
+    def onOpenWorklistButton(self) -> None:
+        """Open (or start) the worklist and propose its waiting cases in the background; a model
+        other than the one that proposed so far proposes the open cases again (as the CLI does)."""
+        if self._task == PROPOSE and self.logic.is_running:
+            self.logic.cancel()
+            self.ui.worklistStatusLabel.text = _("Cancelling; the proposals made so far are kept...")
+            return
+        if not self.ensureDependencies():
+            return
+        parameters = self._parameterNode
+        with showingErrors(_("The worklist could not be opened")):
+            worklist = self.worklistSession.open(
+                parameters.worklistImagesFolder,
+                parameters.worklistDatasetFolder,
+                parameters.modelName,
+                ranking=parameters.worklistRanking,
+                retrain_every=parameters.worklistRetrainEvery,
+            )
+            settings = worklist.settings()
+            if settings.model != parameters.modelName:
+                self.worklistSession.model_installed(parameters.modelName)
+            # an existing worklist keeps the order and retrain count it was made with: show them
+            parameters.worklistRanking = settings.strategy
+            parameters.worklistRetrainEvery = settings.retrain_every
+            self.refreshWorklist()
+            self.proposeWorklist()
+
+    def reproposeWorklist(self, modelKey: str) -> None:
+        """A training installed ``modelKey``: the open worklist's waiting cases are proposed by it."""
+        if self.worklistSession is None or self.worklistSession.worklist is None:
+            return
+        with showingErrors(_("The worklist could not be proposed again")):
+            self.worklistSession.model_installed(modelKey)
+            self.refreshWorklist()
+            self.proposeWorklist()
+
+    def proposeWorklist(self) -> None:
+        self.worklistSession.propose(
+            self._parameterNode.device,
+            on_progress=self.onWorklistProgress,
+            on_finished=self.onProposalsFinished,
+            on_case_done=lambda _done: self.refreshWorklist(),  # that case is ready: the table shows it
+        )
+        self.ui.worklistStatusLabel.text = _("Proposing (loading the model)...")
+        self.setRunning(PROPOSE)
+
+    def onWorklistProgress(self, update: ProgressUpdate) -> None:
+        """Progress of the case being proposed."""
+        self.ui.worklistProgressBar.value = round(100 * update.fraction)
+        self.ui.worklistStatusLabel.text = _("Proposing: {progress}").format(
+            progress=presentation.describe_progress(update)
+        )
+
+    def onProposalsFinished(self, result: ProcessResult) -> None:
+        self.setRunning(None)
+        self.refreshWorklist()
+        label = self.ui.worklistStatusLabel
+        if result.cancelled:
+            label.text = _("Cancelled; the proposals made so far are kept.")
+        elif result.error is not None:
+            label.text = _("Proposing failed.")
+            slicer.util.errorDisplay(_("Proposing the worklist failed: {error}").format(error=result.error))
+        else:
+            waiting = sum(1 for row in self.worklistSession.rows() if row["state"] == "proposed")
+            label.text = _("Proposals ready: {count} cases to work on.").format(count=waiting)
+        showWarnings(result.warnings, label)
+
+    def onNextCaseButton(self) -> None:
+        self.ui.worklistStatusLabel.text = self.loadNextCase()
+
+    def loadNextCase(self) -> str:
+        """Load the next case and show it; returns the status line."""
+        status = _("The next case could not be loaded.")
+        with showingErrors(_("The next case could not be loaded"), waitCursor=True):
+            loaded = self.worklistSession.next_case()
+            if loaded is None:
+                status = _("No proposed case is waiting.")
+                if self._task == PROPOSE:
+                    status += " " + _("The next one is being proposed.")
+            else:
+                self.showCase(loaded)
+                status = _(
+                    "Case {case}: correct the proposal (Open in Segment Editor), then Approve or Skip."
+                )
+                status = status.format(case=loaded.case.case_id)
+        self.refreshWorklist()
+        return status
+
+    def showCase(self, loaded: LoadedCase) -> None:
+        """The case's image and proposal in the input and segmentation selectors and the views."""
+        parameters = self._parameterNode
+        parameters.inputVolume = loaded.volume_node
+        parameters.outputSegmentation = loaded.segmentation_node
+        slicer.util.setSliceViewerLayers(background=loaded.volume_node, fit=True)
+
+    def onApproveCaseButton(self) -> None:
+        """The case's export runs in the background; ``onCaseApproved`` moves on to the next case."""
+        caseId = self.worklistSession.loaded.case.case_id
+        with showingErrors(_("Approving failed"), waitCursor=True):
+            self.worklistSession.approve(on_finished=lambda outcome: self.onCaseApproved(outcome, caseId))
+            self._approving = True
+            self.ui.worklistStatusLabel.text = _("Approving {case}...").format(case=caseId)
+        self.updatePollTimer()
+        self.updateButtons()
+
+    def onCaseApproved(self, outcome: ExportOutcome, caseId: str) -> None:
+        self._approving = False
+        self.updatePollTimer()
+        if outcome.error is not None:
+            self.ui.worklistStatusLabel.text = _("Approving failed.")
+            self.refreshWorklist()
+            slicer.util.errorDisplay(
+                _("Approving {case} failed: {error}").format(case=caseId, error=outcome.error)
+            )
+            return
+        approved = _("Approved {case}.").format(case=caseId)
+        self.ui.worklistStatusLabel.text = approved + " " + self.loadNextCase()
+
+    def onSkipCaseButton(self) -> None:
+        reason = self.ui.skipReasonLineEdit.text.strip()
+        caseId = self.worklistSession.loaded.case.case_id
+        with showingErrors(_("Skipping failed")):
+            self.worklistSession.skip(reason)
+            self.ui.skipReasonLineEdit.text = ""
+            skipped = _("Skipped {case} ({reason}).").format(case=caseId, reason=reason)
+            self.ui.worklistStatusLabel.text = skipped + " " + self.loadNextCase()
+        self.refreshWorklist()
+
+    def refreshWorklist(self) -> None:
+        """The ranked table, the effort numbers (and effort.svg beside the worklist) and the advice."""
+        session = self.worklistSession
+        if session is None or session.worklist is None:
+            return
+        rows = session.rows()
+        table = self.ui.worklistTable
+        table.setRowCount(len(rows))
+        for rowIndex, row in enumerate(rows):
+            for column, text in enumerate(worklistCells(row)):
+                table.setItem(rowIndex, column, qt.QTableWidgetItem(text))
+        table.resizeColumnsToContents()
+        svg, advice = session.effort()
+        self.ui.worklistEffortLabel.text = describeEffort(session.worklist, svg)
+        self.ui.worklistAdviceLabel.text = advice
+        self.updateButtons()
 
     def updateDependencyStatus(self) -> list[dependencies.Unmet]:
         """The status line and the Install dependencies button; returns what is missing or outdated."""
@@ -462,6 +671,55 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             installed = True
         self.updateDependencyStatus()
         return installed
+
+
+def worklistCells(row: dict) -> list[str]:
+    """The table's texts of one ``WorklistSession.rows()`` row (blank where not measured yet)."""
+
+    def number(value, digits: int) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    return [
+        row["case"],
+        row["state"],
+        number(row["unsure"], 3),
+        number(row["changed_ml"], 1),
+        number(row["dice"], 3),
+        row["why"],
+    ]
+
+
+def describeEffort(worklist: Worklist, svg: str) -> str:
+    """The correction effort of the last approvals, with the running mean the curve draws, and a
+    link to the curve itself (written beside the worklist: PythonQt's QSvgWidget is not among the
+    names Slicer declares, so the panel shows the numbers)."""
+    points = efforts(worklist.cases())
+    if not points or not svg:
+        return _("No approved case with a measured correction yet.")
+    curve = worklist.folder / "effort.svg"
+    try:
+        curve.write_text(svg, encoding="utf-8")
+    except OSError:  # a read-only worklist folder: the numbers are still shown
+        curve = None
+    means = running_mean(points)
+    lines = [
+        _(
+            "{number}. {case}: {changed:.1f} mL changed, mean Dice {dice:.3f} (mean of the last {window}: "
+            "{mean_changed:.1f} mL, Dice {mean_dice:.3f})"
+        ).format(
+            number=number,
+            case=point.case_id,
+            changed=point.changed_ml,
+            dice=point.dice,
+            window=WINDOW,
+            mean_changed=meanChanged,
+            mean_dice=meanDice,
+        )
+        for point, (number, meanChanged, meanDice) in list(zip(points, means, strict=True))[-EFFORT_LINES:]
+    ]
+    if curve is not None:
+        lines.append('<a href="{url}">{text}</a>'.format(url=curve.as_uri(), text=_("Effort curve (SVG)")))
+    return "<br>".join(lines)
 
 
 def chosenFolder(path: Path) -> Path | None:

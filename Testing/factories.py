@@ -267,3 +267,38 @@ def crop(image: Image, box: tuple[slice, ...]) -> Image:
     start_ijk = [start for start, _, _ in ranges][::-1]
     cropped = image.array[tuple(slice(start, stop) for start, stop, _ in ranges)].copy()
     return Image(cropped, image.spacing, tuple(physical_point(image, start_ijk)), image.direction.copy())
+
+
+DICOM_STUDY_UID = "1.2.826.0.1.3680043.2.1125.7"
+
+
+def write_dicom_series(
+    folder: Path, uid: str, slices: int = 4, description: str = "", prefix: str | None = None
+) -> list[Path]:
+    """``slices`` axial CT slices of one series as a scanner writes them, one file each: 4 x 5
+    voxels of 0.8 mm, 2.5 mm apart from (10, -20, 100), slice k holding 10 k - 1000 HU. Files are
+    named ``<prefix>-<k>.dcm`` (``prefix``: the UID's last number), so series can share a folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = prefix if prefix is not None else uid.rsplit(".", 1)[-1]
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    paths = []
+    for k in range(slices):
+        plane = sitk.GetImageFromArray(np.full((4, 5), k * 10 - 1000, np.int16))
+        plane.SetSpacing((0.8, 0.8))
+        tags = {
+            "0008|0060": "CT",
+            "0008|103e": description,
+            "0020|000d": DICOM_STUDY_UID,
+            "0020|000e": uid,
+            "0008|0018": f"{uid}.{k + 1}",
+            "0020|0013": str(k + 1),
+            "0020|0032": f"10\\-20\\{100 + 2.5 * k}",
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+        }
+        for tag, value in tags.items():
+            plane.SetMetaData(tag, value)
+        paths.append(folder / f"{prefix}-{k:02d}.dcm")
+        writer.SetFileName(str(paths[-1]))
+        writer.Execute(plane)
+    return paths

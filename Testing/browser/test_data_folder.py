@@ -6,42 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
-from factories import SHARED_DATA
+from factories import SHARED_DATA, write_dicom_series
 from LungLiverSegLib.browser.data_folder import FOLDER, IMAGE, Entry, dicom_series_choices, list_folder
 from LungLiverSegLib.browser.security import AccessError
 
 STUDY_UID = "1.2.826.0.1.3680043.2.1125.7"
 TOTALSEG_DICOM = SHARED_DATA / "ct_abdomen_totalseg_example" / "example_ct_dicom"
-
-
-def write_dicom_series(folder: Path, uid: str, slices: int, description: str = "test series") -> list[Path]:
-    """``slices`` axial CT slices of one series (4 x 5 voxels of 0.8 mm, 2.5 mm apart) as DICOM files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    paths = []
-    for k in range(slices):
-        plane = sitk.GetImageFromArray(np.full((4, 5), k * 10 - 1000, np.int16))
-        plane.SetSpacing((0.8, 0.8))
-        tags = {
-            "0008|0060": "CT",
-            "0008|103e": description,
-            "0020|000d": STUDY_UID,
-            "0020|000e": uid,
-            "0008|0018": f"{uid}.{k + 1}",
-            "0020|0013": str(k + 1),
-            "0020|0032": f"10\\-20\\{100 + 2.5 * k}",
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-        }
-        for tag, value in tags.items():
-            plane.SetMetaData(tag, value)
-        paths.append(folder / f"{uid[-3:]}-slice{k:02d}.dcm")
-        writer.SetFileName(str(paths[-1]))
-        writer.Execute(plane)
-    return paths
 
 
 @pytest.fixture

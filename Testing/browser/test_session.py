@@ -20,8 +20,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install 'slicer-core==5.11.*')")
 
-import SimpleITK as sitk  # noqa: E402
-from factories import make_bundle, save_tiny_bundle  # noqa: E402
+from factories import make_bundle, save_tiny_bundle, write_dicom_series  # noqa: E402
 from LungLiverSegLib.browser import session as session_module  # noqa: E402
 from LungLiverSegLib.browser.security import AccessError  # noqa: E402
 from LungLiverSegLib.browser.session import ERROR, INFO, WARNING, AppSession  # noqa: E402
@@ -198,32 +197,6 @@ def test_a_data_file_that_is_no_image_is_a_one_line_error(settings: Settings):
     session.open_data_file("broken.nii.gz")
     assert_one_line_error(session)
     assert session.volume_node is None
-
-
-def write_dicom_series(folder: Path, uid: str, slices: int) -> list[Path]:
-    """``slices`` axial CT slices (4 x 5 voxels of 0.8 mm, 2.5 mm apart; slice k holds 10 k - 1000)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    paths = []
-    for k in range(slices):
-        plane = sitk.GetImageFromArray(np.full((4, 5), k * 10 - 1000, np.int16))
-        plane.SetSpacing((0.8, 0.8))
-        tags = {
-            "0008|0060": "CT",
-            "0020|000d": STUDY_UID,
-            "0020|000e": uid,
-            "0008|0018": f"{uid}.{k + 1}",
-            "0020|0013": str(k + 1),
-            "0020|0032": f"10\\-20\\{100 + 2.5 * k}",
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-        }
-        for tag, value in tags.items():
-            plane.SetMetaData(tag, value)
-        paths.append(folder / f"{uid[-2:]}-{k:02d}.dcm")
-        writer.SetFileName(str(paths[-1]))
-        writer.Execute(plane)
-    return paths
 
 
 def assert_dicom_volume(session: AppSession, slices: int) -> None:

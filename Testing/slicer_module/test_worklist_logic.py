@@ -44,6 +44,7 @@ from scene_helpers import assert_same_geometry, edit_segment, segment_id_named  
 pytestmark = pytest.mark.slicer
 
 MODEL = "phantom-ct-3d"
+KEY = f"{MODEL}@0.1.0"
 KEY = "phantom-ct-3d@0.1.0"
 NOISY = "case_1"
 SIZE, SPACING = (96, 80, 48), (4.0, 4.0, 6.0)
@@ -349,3 +350,28 @@ def test_propose_runs_one_child_at_a_time_and_reports_its_failure(tmp_path: Path
         *["--dataset", str((tmp_path / "dataset").resolve()), "--device", "cpu", "--ranking", "uncertainty"],
         *["--progress", "json"],
     ]
+
+
+def test_a_claim_of_a_process_gone_is_released_on_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A window that crashed keeps its case "in progress" for good, unless the next open sees its
+    process is gone; a claim of another machine (or of a live process) is kept."""
+    import socket
+
+    from LungLiverSegLib.worklist.store import Found, Worklist
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "this-host")
+    images = tmp_path / "images"
+    images.mkdir()
+    worklist = Worklist.create(tmp_path / "ds", images, KEY)
+    worklist.add([Found(case_id, f"{case_id}.nii.gz") for case_id in ("a", "b", "c")])
+    for case_id in ("a", "b", "c"):
+        worklist.record_proposal(case_id, KEY, 0.1, 0.0)
+    gone, alive, elsewhere = "slicer@this-host:999999999", owner_name("slicer"), "app@other:1"
+    held = {owner: worklist.claim_next(owner).case_id for owner in (gone, alive, elsewhere)}  # type: ignore[union-attr]
+
+    WorklistSession(SceneLogic(None), "browser").open(images, tmp_path / "ds", KEY)
+
+    after = {case.case_id: (case.state, case.owner) for case in worklist.cases()}
+    assert after[held[gone]] == ("proposed", None)
+    assert after[held[alive]] == ("in progress", alive)
+    assert after[held[elsewhere]] == ("in progress", elsewhere)

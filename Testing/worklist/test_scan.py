@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from factories import write_dicom_series
 from LungLiverSegLib.dataset.export import validate_case_id
 from LungLiverSegLib.imageio import read_image
 from LungLiverSegLib.worklist.scan import find_cases
@@ -20,32 +21,6 @@ def write_volume(path: Path, value: int = 0) -> Path:
     return path
 
 
-def write_series(folder: Path, uid: str, slices: int = 4, first: str = "s") -> list[Path]:
-    """An axial CT series, one file per slice, as a scanner writes it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    paths = []
-    for k in range(slices):
-        plane = sitk.GetImageFromArray(np.full((6, 7), k * 10 - 1000, np.int16))
-        plane.SetSpacing((0.8, 0.8))
-        tags = {
-            "0008|0060": "CT",
-            "0020|000d": STUDY,
-            "0020|000e": uid,
-            "0008|0018": f"{uid}.{k + 1}",
-            "0020|0013": str(k + 1),
-            "0020|0032": f"0\\0\\{2.5 * k:.6f}",
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-        }
-        for tag, value in tags.items():
-            plane.SetMetaData(tag, value)
-        paths.append(folder / f"{first}{k:02d}.dcm")
-        writer.SetFileName(str(paths[-1]))
-        writer.Execute(plane)
-    return paths
-
-
 def test_image_files_are_cases_and_the_rest_is_not(tmp_path: Path):
     for name in ("b.nii.gz", "a.nrrd", "c.mha", "Scan 01 (arterial).nii"):
         write_volume(tmp_path / name)
@@ -57,7 +32,7 @@ def test_image_files_are_cases_and_the_rest_is_not(tmp_path: Path):
     (tmp_path / "no dicom here").mkdir()
     write_volume(tmp_path / "no dicom here" / "inner.nii.gz")  # only one level, and only DICOM
     hidden_series = tmp_path / ".trash"
-    write_series(hidden_series, f"{STUDY}.9")
+    write_dicom_series(hidden_series, f"{STUDY}.9")
 
     assert find_cases(tmp_path) == [
         Found("Scan_01_arterial_", "Scan 01 (arterial).nii"),
@@ -88,10 +63,10 @@ def test_duplicate_stems_get_a_number(tmp_path: Path):
 
 def test_a_dicom_subfolder_is_one_case_per_series(tmp_path: Path):
     one = f"{STUDY}.1"
-    write_series(tmp_path / "patient 7", one)
+    write_dicom_series(tmp_path / "patient 7", one)
     two_a, two_b = f"{STUDY}.2", f"{STUDY}.3"
-    write_series(tmp_path / "study", two_a, first="a")
-    write_series(tmp_path / "study", two_b, slices=3, first="b")
+    write_dicom_series(tmp_path / "study", two_a, prefix="a")
+    write_dicom_series(tmp_path / "study", two_b, slices=3, prefix="b")
     (tmp_path / "patient 7" / "DICOMDIR.txt").write_text("a note among the slices")
     write_volume(tmp_path / "patient 7.nii.gz")  # the same name as a file: unique ids
 

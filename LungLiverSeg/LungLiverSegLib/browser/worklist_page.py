@@ -53,7 +53,12 @@ class WorklistPage:
         self.session.attempt(start)
 
     def _propose(self) -> None:
-        self.worklist.propose(self.session.device, self.session.show_progress, self._proposed)
+        self.worklist.propose(
+            self.session.device,
+            self.session.show_progress,
+            self._proposed,
+            on_case_done=lambda _: self.refresh(),
+        )
         self.session.start_job(PROPOSE, "Proposing the worklist's cases")
 
     def _proposed(self, result: ProcessResult) -> None:

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from LungLiverSegLib.bundle.catalogue import find_model
@@ -25,6 +26,7 @@ from LungLiverSegLib.imageio import read_image, read_segmentation
 from LungLiverSegLib.slicer_module import mrml_bridge
 from LungLiverSegLib.slicer_module.logic import ExportOutcome, SceneLogic
 from LungLiverSegLib.slicer_module.process import (
+    CaseDone,
     ProcessEvent,
     ProcessResult,
     ProgressUpdate,
@@ -32,12 +34,13 @@ from LungLiverSegLib.slicer_module.process import (
     child_environment,
 )
 from LungLiverSegLib.worklist.effort import advice, effort_svg, efforts
-from LungLiverSegLib.worklist.store import UNCERTAINTY, Case, Worklist
+from LungLiverSegLib.worklist.store import IN_PROGRESS, UNCERTAINTY, Case, Worklist
 
 if TYPE_CHECKING:
     import slicer
 
 ProposalsFinishedCallback = Callable[[ProcessResult], None]
+CaseProposedCallback = Callable[[CaseDone], None]
 CaseApprovedCallback = Callable[[ExportOutcome], None]
 
 
@@ -53,6 +56,21 @@ class LoadedCase:
 def owner_name(front_end: str) -> str:
     """Who holds a claimed case: the front end, machine and process (two windows never share one)."""
     return f"{front_end}@{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_gone(owner: str) -> bool:
+    """Whether a claim's owner was a process of this machine that no longer runs (another
+    machine's claims are never taken over: it may still be working)."""
+    host, _, pid = owner.rpartition("@")[2].rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def worklist_command(  # noqa: PLR0913  (the command's options)
@@ -92,13 +110,17 @@ class WorklistSession:
         retrain_every: int = 4,
     ) -> Worklist:
         """The worklist of ``images`` for ``dataset`` (made on first use), reconciled with the
-        dataset (cases exported but not yet marked approved, after a crash)."""
+        dataset (cases exported but not yet marked approved, after a crash); cases claimed by a
+        process of this machine that is gone (a crashed window) go back to the list."""
         # the exact model (``name@version``), as the proposing child names it: the same model
         # spelled without its version must not count as a retrain (a new generation)
         bundle = find_model(model)
         key = f"{bundle.name}@{bundle.version}"
         self.worklist = Worklist.create(dataset, images, key, strategy=ranking, retrain_every=retrain_every)
         self.worklist.reconcile()
+        for case in self.worklist.cases():
+            if case.state == IN_PROGRESS and case.owner and _owner_is_gone(case.owner):
+                self.worklist.release(case.case_id, case.owner)  # its window crashed or was killed
         return self.worklist
 
     def propose(
@@ -106,9 +128,10 @@ class WorklistSession:
         device: str = "auto",
         on_progress: ProgressUpdateCallback | None = None,
         on_finished: ProposalsFinishedCallback | None = None,
+        on_case_done: CaseProposedCallback | None = None,
     ) -> None:
         """Propose every case still waiting, in a child process (model loaded once); each proposed
-        case is ready for **Next case** as soon as its ``done`` line arrives."""
+        case is ready for **Next case** as soon as its ``done`` line arrives (``on_case_done``)."""
         worklist = self._open_worklist()
         settings = worklist.settings()
         command = worklist_command(
@@ -123,6 +146,8 @@ class WorklistSession:
         def on_event(event: ProcessEvent) -> None:
             if on_progress is not None and isinstance(event, ProgressUpdate):
                 on_progress(event)
+            elif on_case_done is not None and isinstance(event, CaseDone):
+                on_case_done(event)
 
         def finished(result: ProcessResult) -> None:
             if on_finished is not None:
@@ -191,14 +216,15 @@ class WorklistSession:
         self._open_worklist().model_installed(model)
 
     def rows(self) -> list[dict[str, Any]]:
-        """The ranked table: case, state, uncertainty, and the correction once approved."""
+        """The ranked table: case, state, uncertainty, and the correction once approved (changed mL
+        over all segments, mean Dice: the numbers of the effort curve)."""
         return [
             {
                 "case": case.case_id,
                 "state": case.state,
                 "unsure": case.unsure_ratio,
                 "changed_ml": sum(v["changed_ml"] for v in case.effort.values()) if case.effort else None,
-                "dice": min(v["dice"] for v in case.effort.values()) if case.effort else None,
+                "dice": fmean(v["dice"] for v in case.effort.values()) if case.effort else None,
                 "why": case.skip_reason or "",
             }
             for case in self._open_worklist().cases()

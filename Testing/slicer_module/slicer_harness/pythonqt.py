@@ -350,6 +350,59 @@ class QComboBox(QWidget):
         return next((i for i, (_, data) in enumerate(self._items) if data.get(role) == value), -1)
 
 
+class QTableWidgetItem:
+    """A cell: its text (``item.text()``, a method in PythonQt as in Qt)."""
+
+    def __init__(self, text: str = "") -> None:
+        self._text = str(text)
+
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:
+        self._text = str(text)
+
+    def setToolTip(self, text: str) -> None:
+        self.toolTip = str(text)
+
+
+class QTableWidget(QWidget):
+    """Rows and columns of ``QTableWidgetItem`` cells, with header labels."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._rows, self._columns = 0, 0
+        self._cells: dict[tuple[int, int], QTableWidgetItem] = {}
+        self.header_labels: list[str] = []
+
+    def rowCount(self) -> int:
+        return self._rows
+
+    def columnCount(self) -> int:
+        return self._columns
+
+    def setRowCount(self, rows: int) -> None:
+        self._rows = rows
+        self._cells = {(r, c): item for (r, c), item in self._cells.items() if r < rows}
+
+    def setColumnCount(self, columns: int) -> None:
+        self._columns = columns
+        self._cells = {(r, c): item for (r, c), item in self._cells.items() if c < columns}
+
+    def setHorizontalHeaderLabels(self, labels) -> None:
+        self.header_labels = list(labels)
+
+    def setItem(self, row: int, column: int, item: QTableWidgetItem) -> None:
+        if 0 <= row < self._rows and 0 <= column < self._columns:
+            self._cells[(row, column)] = item
+
+    def item(self, row: int, column: int):
+        return self._cells.get((row, column))
+
+    def resizeColumnsToContents(self) -> None:
+        pass
+
+
 class QTimer(QObject):
     timeout = Signal()
 
@@ -487,6 +540,7 @@ UI_CLASSES = {
         QLineEdit,
         QSpinBox,
         QComboBox,
+        QTableWidget,
         ctkCollapsibleButton,
         ctkPathLineEdit,
         qMRMLWidget,
@@ -590,6 +644,10 @@ class SlicerApplication(QObject):
     def moduleManager(self) -> ModuleManager:
         return self._module_manager
 
+    def layoutManager(self):
+        """None, as in a Slicer without a main window (``--no-main-window``): no views to lay out."""
+        return None
+
 
 class ModuleParent(QObject):
     """The C++ ``qSlicerScriptedLoadableModule`` a ``ScriptedLoadableModule`` fills in."""
@@ -630,7 +688,7 @@ def _named(prefix: str, classes: dict[str, type]) -> dict[str, type]:
 
 def qt_module() -> types.ModuleType:
     """The ``Q*`` widget and layout classes above, and the few others the code and the wrapper use."""
-    others = (QObject, QTimer, QSettings, QIcon, QFile, QUiLoader, Qt)
+    others = (QObject, QTimer, QSettings, QIcon, QFile, QUiLoader, Qt, QTableWidgetItem)
     classes = {**_named("Q", UI_CLASSES), **LAYOUT_CLASSES, **{cls.__name__: cls for cls in others}}
     return stand_in_module("qt", classes)
 
