@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from html import escape
 
 WIDTH, HEIGHT, MARGIN = 300, 120, 8
-LEGEND_STEP = 90
+LEGEND_STEP = 110
 
 
 @dataclass(frozen=True)
@@ -25,18 +25,26 @@ class Series:
 
 def line_chart(series: Sequence[Series], caption: str) -> str:
     """The series against a shared x axis (at least one unit wide), dots on every point, a legend
-    of their names and ``caption`` at the bottom right; "" when there is no point at all."""
+    of their names with their last values, and ``caption`` at the bottom right; "" when there is no
+    point at all."""
     xs = sorted({x for one in series for x in one.points})
     if not xs:
         return ""
     first, last = xs[0], max(xs[-1], xs[0] + 1)
     drawn = "".join(_line(one, first, last) for one in series)
-    legend = "".join(_text(MARGIN + i * LEGEND_STEP, one.colour, one.name) for i, one in enumerate(series))
+    legend = "".join(_text(MARGIN + i * LEGEND_STEP, one.colour, _label(one)) for i, one in enumerate(series))
     legend += _text(WIDTH - MARGIN, "#aaa", caption, anchor="end")
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}">{drawn}{legend}</svg>'
     )
+
+
+def _label(series: Series) -> str:
+    """The series' name and its last value (what the reader wants to know first)."""
+    if not series.points:
+        return series.name
+    return f"{series.name} {series.points[max(series.points)]:.3g}"
 
 
 def _line(series: Series, first: int, last: int) -> str:

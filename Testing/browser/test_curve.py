@@ -69,7 +69,7 @@ def test_two_epochs_draw_two_polylines_at_hand_computed_points():
     root = ET.fromstring(svg)
     assert (root.get("width"), root.get("height")) == ("300", "120")
     texts = [text.text for text in root.iter(f"{SVG}text")]
-    assert texts == ["loss", "validation Dice", "epoch 2"]
+    assert texts == ["loss 0.4", "validation Dice 0.75", "epoch 2"]  # the last values
 
 
 def test_epochs_spread_over_the_width_and_dice_is_clipped_to_the_plot():

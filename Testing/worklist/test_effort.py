@@ -202,7 +202,7 @@ def test_effort_svg_draws_the_running_means_at_hand_computed_points():
         DICE_COLOUR: "8.0,27.2 79.0,32.0 150.0,24.8 221.0,15.2 292.0,27.2",
     }
     texts = [text.text for text in ET.fromstring(svg).iter(f"{SVG}text")]
-    assert texts == ["changed mL", "Dice", "mean of last 2, case 5"]
+    assert texts == ["changed mL 2.5", "Dice 0.8", "mean of last 2, case 5"]  # the last means
 
 
 def test_effort_svg_of_one_approval_and_of_none():
