@@ -514,7 +514,8 @@ def training_lines(go_file: Path, bundle: Path) -> str:
     return (
         "import json, os, time\n"
         f"for line in {lines!r}:\n    print(json.dumps(line), flush=True)\n"
-        f"while not os.path.exists({str(go_file)!r}):\n    time.sleep(0.02)\n"
+        f"for _ in range(3000):  # at most a minute: a failed test never touches the file\n"
+        f"    if os.path.exists({str(go_file)!r}):\n        break\n    time.sleep(0.02)\n"
         f"print(json.dumps({done!r}), flush=True)\n"
     )
 
