@@ -23,21 +23,31 @@ class Series:
     top: float | None = None
 
 
-def line_chart(series: Sequence[Series], caption: str) -> str:
+def line_chart(series: Sequence[Series], caption: str, marks: Sequence[float] = ()) -> str:
     """The series against a shared x axis (at least one unit wide), dots on every point, a legend
-    of their names with their last values, and ``caption`` at the bottom right; "" when there is no
-    point at all."""
+    of their names with their last values, ``caption`` at the bottom right, and a dashed vertical
+    line at each x of ``marks`` (events, such as a retrain); "" when there is no point at all."""
     xs = sorted({x for one in series for x in one.points})
     if not xs:
         return ""
     first, last = xs[0], max(xs[-1], xs[0] + 1)
-    drawn = "".join(_line(one, first, last) for one in series)
+    drawn = "".join(_mark(x, first, last) for x in marks) + "".join(_line(one, first, last) for one in series)
     legend = "".join(_text(MARGIN + i * LEGEND_STEP, one.colour, _label(one)) for i, one in enumerate(series))
     legend += _text(WIDTH - MARGIN, "#aaa", caption, anchor="end")
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}">{drawn}{legend}</svg>'
     )
+
+
+def _x(x: float, first: int, last: int) -> float:
+    return MARGIN + (x - first) / (last - first) * (WIDTH - 2 * MARGIN)
+
+
+def _mark(x: float, first: int, last: int) -> str:
+    left = f"{_x(x, first, last):.1f}"
+    bottom = HEIGHT - 2 * MARGIN
+    return f'<line x1="{left}" y1="{MARGIN}" x2="{left}" y2="{bottom}" stroke="#888" stroke-dasharray="3,3"/>'
 
 
 def _label(series: Series) -> str:
@@ -54,7 +64,7 @@ def _line(series: Series, first: int, last: int) -> str:
     plot_height = HEIGHT - 3 * MARGIN
 
     def point(x: int, y: float) -> tuple[str, str]:
-        left = MARGIN + (x - first) / (last - first) * (WIDTH - 2 * MARGIN)
+        left = _x(x, first, last)
         down = MARGIN + (1 - min(max(y / top, 0.0), 1.0)) * plot_height
         return f"{left:.1f}", f"{down:.1f}"
 

@@ -203,6 +203,10 @@ def test_effort_svg_draws_the_running_means_at_hand_computed_points():
     }
     texts = [text.text for text in ET.fromstring(svg).iter(f"{SVG}text")]
     assert texts == ["changed mL 2.5", "Dice 0.8", "mean of last 2, case 5"]  # the last means
+    # a dashed line where a new model's cases begin (generations 0, 0, 1, 1, 2): between cases 2 and
+    # 3 and between 4 and 5, x = 8 + (2.5 - 1) / 4 * 284 = 114.5 and 8 + 3.5 / 4 * 284 = 256.5
+    marks = [line.get("x1") for line in ET.fromstring(svg).iter(f"{SVG}line")]
+    assert marks == ["114.5", "256.5"]
 
 
 def test_effort_svg_of_one_approval_and_of_none():

@@ -122,8 +122,11 @@ def _stalled(means: list[GenerationEffort]) -> str:
 
 
 def effort_svg(points: list[Effort], window: int = WINDOW) -> str:
-    """The running mean of changed mL and of Dice against the approval number."""
+    """The running mean of changed mL and of Dice against the approval number, with a dashed line
+    where the cases of a new model (after a retrain) begin."""
     means = running_mean(points, window)
     changed = Series("changed mL", CHANGED_COLOUR, {n: ml for n, ml, _ in means})
     dice = Series("Dice", DICE_COLOUR, {n: dice for n, _, dice in means}, top=1.0)
-    return line_chart([changed, dice], f"mean of last {window}, case {len(points)}") if points else ""
+    retrains = [n + 0.5 for n, (a, b) in enumerate(pairwise(points), start=1) if a.generation != b.generation]
+    caption = f"mean of last {window}, case {len(points)}"
+    return line_chart([changed, dice], caption, retrains) if points else ""
