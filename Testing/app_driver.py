@@ -129,7 +129,18 @@ def drag(page: Any, start: tuple[float, float], end: tuple[float, float], steps:
 
 
 def axial_view_centre(page: Any) -> tuple[float, float]:
-    """The centre of the largest view (the axial slice in trame-slicer's default layout)."""
+    """The centre of the largest view (the axial slice in trame-slicer's default layout), once the
+    views are on the page."""
+    page.locator("img, canvas").first.wait_for(timeout=30_000)
     boxes = [box for box in (view.bounding_box() for view in page.locator("img, canvas").all()) if box]
     largest = max(boxes, key=lambda box: box["width"] * box["height"])
     return largest["x"] + largest["width"] / 2, largest["y"] + largest["height"] / 2
+
+
+def open_data_path(page: Any, path: str) -> None:
+    """Click through the data folder's listing to ``path`` (folders, then the file, if any), from
+    its top: the listing is the server's, so another page may have left it in a subfolder."""
+    page.get_by_test_id("segment").wait_for(timeout=30_000)  # connected
+    page.evaluate("trame.trigger('lls_browse', ['', 'folder'])")
+    for part in path.split("/"):
+        page.get_by_test_id(f"file-{part}").click()

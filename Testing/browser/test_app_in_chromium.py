@@ -29,6 +29,7 @@ from app_driver import (
     chromium,
     drag,
     missing,
+    open_data_path,
     open_page,
     wait_for_message,
 )
@@ -223,8 +224,7 @@ def test_a_dicom_folder_of_the_data_folder_opens_with_its_series_chosen(
     if not (data_folder / DICOM_FOLDER).is_dir():
         pytest.skip(f"{DICOM_FOLDER} is in ../shared/data only")
     page = open_page(browser, app.url)
-    for part in DICOM_FOLDER.split("/"):
-        page.get_by_test_id(f"file-{part}").click()
+    open_data_path(page, DICOM_FOLDER)
     page.get_by_test_id("list-series").click()
     expect(page.get_by_test_id("series")).to_contain_text("20 files", timeout=30_000)
     page.get_by_test_id("open-series").click()
@@ -272,8 +272,7 @@ def test_a_chest_x_ray_gets_both_lungs_and_a_cancelled_run_leaves_nothing(
     if not xray.is_file():
         pytest.skip(f"{XRAY} is in ../shared/data only")
     page = open_page(browser, app.url)
-    for part in XRAY.split("/"):
-        page.get_by_test_id(f"file-{part}").click()
+    open_data_path(page, XRAY)
     wait_for_message(page, "^Opened", 60_000)
     page.get_by_test_id("model").click()
     page.get_by_role("option", name=re.compile(r"^lungs-cxr-2d ")).first.click()

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_driver import App, axial_view_centre, chromium, drag, missing, open_page, wait_for_message
+from app_driver import (
+    App,
+    axial_view_centre,
+    chromium,
+    drag,
+    missing,
+    open_data_path,
+    open_page,
+    wait_for_message,
+)
 from LungLiverSegLib.demo.phantom import make_phantom
 from LungLiverSegLib.imageio import write_image
 
@@ -55,7 +64,7 @@ def test_three_cases_in_ranked_order(app: App, tmp_path: Path) -> None:
     with chromium() as browser:
         page = open_page(browser, app.url)
         expect(page.get_by_test_id("segment")).to_be_visible(timeout=30_000)
-        page.get_by_test_id("file-unlabeled").click()
+        open_data_path(page, "unlabeled")
         page.get_by_test_id("model").click()
         page.get_by_role("option", name=f"{MODEL} ").first.click()
         page.get_by_test_id("dataset").locator("input").fill("worklist_test")
