@@ -281,3 +281,18 @@ def test_what_the_c_libraries_print_about_a_bad_file_stays_out_of_the_one_line(t
     completed = subprocess.run([*command, "--model", model], capture_output=True, text=True, check=False)
     assert completed.returncode == 2
     assert completed.stderr.count("\n") == 1 and completed.stderr.startswith("lunglivseg: error:")
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".mha"])
+def test_an_uncompressed_write_holds_the_raw_voxels_and_reads_back_equal(tmp_path: Path, suffix: str):
+    """``compress=False`` (a child's temporary input): the file is at least the raw voxel bytes,
+    and reads back voxel for voxel; the default compresses a smooth image well below that."""
+    array = np.tile(np.arange(64, dtype=np.int16), (16, 32, 1))
+    image = Image(array, (0.8, 0.8, 2.0), (1.0, 2.0, 3.0))
+    raw = write_image(tmp_path / f"raw{suffix}", image, compress=False)
+    packed = write_image(tmp_path / f"packed{suffix}", image)
+    if suffix != ".nii.gz":  # a .nii.gz is gzip by its name, whatever the flag
+        assert raw.stat().st_size >= array.nbytes > packed.stat().st_size
+    back = read_image(raw)
+    np.testing.assert_array_equal(back.array, array)
+    assert back.spacing == pytest.approx(image.spacing)

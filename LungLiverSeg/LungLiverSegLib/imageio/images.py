@@ -56,12 +56,14 @@ def read_image(path: str | Path, series_uid: str | None = None) -> Image:
     return _read_file(path)
 
 
-def write_image(path: str | Path, image: Image, *, overwrite: bool = False) -> Path:
-    """Write ``image`` in the format its extension names (compressed, atomic, no silent overwrite)."""
+def write_image(path: str | Path, image: Image, *, overwrite: bool = False, compress: bool = True) -> Path:
+    """Write ``image`` in the format its extension names (atomic, no silent overwrite); compressed
+    unless ``compress`` is False: a file handed to a child process and deleted after is written
+    and read twice as fast raw."""
     path = Path(path)
     if _writable_suffix(path) == ".png":
         _check_png_compatible(path, image)
-    _write_atomically(path, to_sitk(image), overwrite)
+    _write_atomically(path, to_sitk(image), overwrite, compress)
     return path
 
 
@@ -196,7 +198,7 @@ def _check_png_compatible(path: Path, image: Image) -> None:
         )
 
 
-def _write_atomically(path: Path, img: sitk.Image, overwrite: bool) -> None:
+def _write_atomically(path: Path, img: sitk.Image, overwrite: bool, compress: bool = True) -> None:
     """SimpleITK infers the format from the name, so the temporary file keeps the extension.
 
     The file is read back before it takes the target's place: ITK's NIfTI writer reports a full
@@ -208,7 +210,7 @@ def _write_atomically(path: Path, img: sitk.Image, overwrite: bool) -> None:
         path, overwrite=overwrite, suffix=suffix, verify=_check_written(path, img)
     ) as temporary:
         try:
-            sitk.WriteImage(img, str(temporary), useCompression=True)
+            sitk.WriteImage(img, str(temporary), useCompression=compress)
         except RuntimeError as error:  # ITK's reason names the temporary file: name the target
             reason = itk.reason(error).replace(str(temporary), path.name)
             raise OutputWriteError(f"{path}: could not be written: {reason}") from None

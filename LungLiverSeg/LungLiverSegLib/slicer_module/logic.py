@@ -213,7 +213,7 @@ class SceneLogic:
         case = SegmentationCase(job.workdir / "labels.nrrd", input_volume_node, output_segmentation_node)
         job.cases.append(case)
         with _removed_on_error(job.workdir):
-            write_image(input_path, mrml_bridge.image_from_volume_node(input_volume_node))
+            write_image(input_path, mrml_bridge.image_from_volume_node(input_volume_node), compress=False)
         request = SegmentRequest(input_path, case.label_path, model_name, device)
         command = segmentation_command(self.python, request)
         return self._run(job, command, waitForCompletion)

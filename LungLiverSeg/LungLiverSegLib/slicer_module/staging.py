@@ -55,7 +55,7 @@ def stage_batch(
         if file is not None:
             _link_or_copy(file, staged)
         else:
-            write_image(staged, mrml_bridge.image_from_volume_node(volume_node))
+            write_image(staged, mrml_bridge.image_from_volume_node(volume_node), compress=False)
         cases.append(SegmentationCase(output_folder / f"{stem}{SEGMENTATION_SUFFIX}", volume_node))
     return cases
 
