@@ -651,3 +651,18 @@ def test_an_upload_that_is_not_a_list_of_files_is_a_one_line_error(settings: Set
     session.open_upload(files)  # type: ignore[arg-type]
     assert_one_line_error(session, "not a list of files")
     assert session.volume_node is None
+
+
+def test_the_childs_warnings_are_part_of_the_one_line_result(settings: Settings, ct: Image, tmp_path: Path):
+    """An input unlike the training data (the CLI's warning line) is said with the result, and the
+    message is a warning, not a plain success."""
+    warn = "print('lunglivseg: warning: the input is unlike the training data', file=sys.stderr)\n"
+    write_image(settings.data / "ct.nii.gz", ct)
+    session = new_session(settings, fake_cli(tmp_path, warn + WRITE_LABELS))
+    session.refresh_models(select=MODEL)
+    session.open_data_file("ct.nii.gz")
+    session.segment()
+    wait(session)
+    assert session.page.message.startswith(f"Segmented with {MODEL}: ")
+    assert session.page.message.endswith(" Warning: the input is unlike the training data")
+    assert (session.page.message_kind, "\n" in session.page.message) == (WARNING, False)
