@@ -144,3 +144,18 @@ def open_data_path(page: Any, path: str) -> None:
     page.evaluate("trame.trigger('lls_browse', ['', 'folder'])")
     for part in path.split("/"):
         page.get_by_test_id(f"file-{part}").click()
+
+
+VIEWS_SETTLE_S = 3.0
+"""The views are streamed from the server: after a new image or segmentation, time for their frames."""
+
+
+def choose_effect(page: Any, icon: str) -> None:
+    """Click a Segment Editor effect in the toolbar (by its icon) and wait until it is the active
+    one, with the views rendered: a stroke made before that is lost."""
+    from playwright.sync_api import expect
+
+    button = page.locator(f"button:not([data-testid]):has(i.{icon})").first
+    button.click()
+    expect(button).to_have_class(re.compile("v-btn--active"), timeout=10_000)
+    time.sleep(VIEWS_SETTLE_S)

@@ -26,6 +26,7 @@ from app_driver import (
     TOKEN,
     App,
     axial_view_centre,
+    choose_effect,
     chromium,
     drag,
     missing,
@@ -160,12 +161,12 @@ def test_the_whole_loop_in_chromium(
 
     # correct: paint across the centre of the axial view, erase part of it, undo the erase
     centre_x, centre_y = axial_view_centre(page)
-    page.locator("button:not([data-testid]):has(i.mdi-brush)").first.click()
+    choose_effect(page, "mdi-brush")
     drag(page, (centre_x - 60, centre_y), (centre_x + 60, centre_y))
     painted = wait_for_count_change(page, segment, proposal)
     assert painted > proposal
     page.screenshot(path=screenshots / "05-painted.png")
-    page.locator("button:has(i.mdi-eraser)").first.click()
+    choose_effect(page, "mdi-eraser")
     drag(page, (centre_x - 30, centre_y), (centre_x + 30, centre_y))
     erased = wait_for_count_change(page, segment, painted)
     assert erased < painted  # the 3D brush also erases lung next to the stroke

@@ -16,6 +16,7 @@ import pytest
 from app_driver import (
     App,
     axial_view_centre,
+    choose_effect,
     chromium,
     drag,
     missing,
@@ -35,7 +36,6 @@ from playwright.sync_api import expect  # noqa: E402  (after the skip)
 
 MODEL = "phantom-ct-3d"
 DEGRADED = "scan_b"
-VIEWS_SETTLE_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +79,9 @@ def test_three_cases_in_ranked_order(app: App, tmp_path: Path) -> None:
         page.get_by_test_id("next-case").click()
         wait_for_message(page, f"^Case {DEGRADED}", 120_000)
         assert state(page, DEGRADED) == "in progress"
-        time.sleep(VIEWS_SETTLE_S)  # the views are streamed from the server: let the first frames arrive
         page.screenshot(path=tmp_path / "worklist-case-1.png")
         centre_x, centre_y = axial_view_centre(page)  # a correction: paint across the centre
-        page.locator("button:not([data-testid]):has(i.mdi-brush)").first.click()
+        choose_effect(page, "mdi-brush")
         drag(page, (centre_x - 40, centre_y), (centre_x + 40, centre_y))
         time.sleep(1.0)
         page.locator("button:has(i.mdi-cursor-default)").first.click()
