@@ -617,7 +617,8 @@ class LungLiverSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.worklistSession.skip(reason)
             self.ui.skipReasonLineEdit.text = ""
             skipped = _("Skipped {case} ({reason}).").format(case=caseId, reason=reason)
-            self.ui.worklistStatusLabel.text = skipped + " " + self.loadNextCase()
+            self.ui.worklistStatusLabel.text = skipped + " " + self.loadNextCase()  # it refreshes
+            return
         self.refreshWorklist()
 
     def refreshWorklist(self) -> None:

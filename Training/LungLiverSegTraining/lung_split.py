@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from LungLiverSegLib.errors import LungLiverSegError
-from LungLiverSegLib.geometry import Image, orientation_code, physical_point
+from LungLiverSegLib.geometry import Image, bounding_box, orientation_code, physical_point
 from scipy import ndimage as ndi
 
 RIGHT_LUNG = 1
@@ -149,7 +149,7 @@ def grow_seeds(lungs: np.ndarray, seeds: np.ndarray, spacing: tuple[float, ...])
 
     Works on the mask's bounding box (much smaller than the CT). The result covers ``lungs`` exactly.
     """
-    box = ndi.find_objects(lungs.astype(np.uint8))[0]
+    box = bounding_box(lungs, (0,) * lungs.ndim)
     labels = seeds[box] * lungs[box]
     inside = lungs[box]
     contested = np.zeros_like(inside)

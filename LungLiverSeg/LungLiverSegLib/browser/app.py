@@ -50,6 +50,8 @@ POLL_S = 0.2
 DEVICES = ("auto", "cpu", "cuda")
 EDIT_SETTLE_S = 0.3
 PANEL, EDITOR = "panel", "editor"
+BUSY = "!!lls_page.job"
+"""The page's expression for "a job runs" (its controls are disabled then)."""
 UPLOAD_JS = """
 const files = $event.target.files;
 let total = 0; for (const f of files) total += f.size;
@@ -239,6 +241,9 @@ class LungLiverSegApp:
         editor = self.slicer_app.segmentation_editor
         editor.set_active_segmentation(segmentation_node, volume_node)
         editor.set_surface_representation_enabled(True)
+        if self._refresh is not None:  # the signals of filling the node: the session counted it already
+            self._refresh.cancel()
+            self._refresh = None
 
     def _segmentation_edited(self, *_: Any) -> None:
         """A paint, erase or undo is changing the segments: once it settles (a stroke modifies the
@@ -328,7 +333,6 @@ class LungLiverSegApp:
 
     def _status(self) -> None:
         """The last outcome and the running job, kept in sight at the top of the panel."""
-        busy = "!!lls_page.job"
         with html.Div(style="position: sticky; top: 0; z-index: 2; background: rgb(var(--v-theme-surface));"):
             VAlert(
                 v_if="lls_page.message",
@@ -338,7 +342,7 @@ class LungLiverSegApp:
                 classes="ma-2",
                 raw_attrs=test_id("message"),
             )
-            with html.Div(v_if=(busy,), classes="mx-2 mb-2"):
+            with html.Div(v_if=(BUSY,), classes="mx-2 mb-2"):
                 VProgressLinear(
                     model_value=("lls_page.progress * 100",), height=6, raw_attrs=test_id("progress-bar")
                 )
@@ -385,7 +389,6 @@ class LungLiverSegApp:
                 VBtn("Open series", click=self.open_series, size="small", raw_attrs=test_id("open-series"))
 
     def _segment_section(self) -> None:
-        busy = "!!lls_page.job"
         VCardTitle("Segment", classes="text-subtitle-1")
         with VCardText():
             VSelect(
@@ -395,7 +398,7 @@ class LungLiverSegApp:
                 item_value="value",
                 label="Model",
                 density="compact",
-                disabled=(busy,),
+                disabled=(BUSY,),
                 raw_attrs=test_id("model"),
             )
             html.Div(
@@ -409,13 +412,13 @@ class LungLiverSegApp:
                 items=(list(DEVICES),),
                 label="Device",
                 density="compact",
-                disabled=(busy,),
+                disabled=(BUSY,),
                 raw_attrs=test_id("device"),
             )
             VBtn(
                 "Segment",
                 click=(self.segment, "[lls_model, lls_device]"),
-                disabled=(busy,),
+                disabled=(BUSY,),
                 color="primary",
                 raw_attrs=test_id("segment"),
             )
@@ -438,7 +441,7 @@ class LungLiverSegApp:
             VBtn(
                 "Export",
                 click=(self.export, "[lls_dataset, lls_case]"),
-                disabled=("!!lls_page.job",),
+                disabled=(BUSY,),
                 raw_attrs=test_id("export"),
             )
             with (
@@ -451,7 +454,6 @@ class LungLiverSegApp:
                 html.Td("{{ row.changed_ml.toFixed(1) }} mL changed")
 
     def _train_section(self) -> None:
-        busy = "!!lls_page.job"
         VCardTitle("Train", classes="text-subtitle-1")
         with VCardText():
             VSelect(
@@ -472,13 +474,12 @@ class LungLiverSegApp:
             VBtn(
                 "Train",
                 click=(self.train, "[lls_dataset, lls_preset, lls_epochs, lls_fine_tune]"),
-                disabled=(busy,),
+                disabled=(BUSY,),
                 raw_attrs=test_id("train"),
             )
             html.Div(v_html="lls_page.curve_svg", classes="mt-2", raw_attrs=test_id("curve"))
 
     def _worklist_section(self) -> None:
-        busy = "!!lls_page.job"
         VCardTitle("Worklist", classes="text-subtitle-1")
         with VCardText():
             html.Div(
@@ -495,7 +496,7 @@ class LungLiverSegApp:
                     self.open_worklist,
                     "[lls_listing.path, lls_dataset, lls_ranking, lls_retrain_every, lls_model]",
                 ),
-                disabled=(busy,),
+                disabled=(BUSY,),
                 raw_attrs=test_id("open-worklist"),
             )
             with (
@@ -513,11 +514,11 @@ class LungLiverSegApp:
                 html.Td("{{ row.unsure === null ? '' : row.unsure.toFixed(3) }}")
                 html.Td("{{ row.changed_ml === null ? '' : row.changed_ml.toFixed(1) + ' mL' }}")
                 html.Td("{{ row.dice === null ? row.why : 'Dice ' + row.dice.toFixed(3) }}")
-            VBtn("Next case", click=self.next_case, disabled=(busy,), raw_attrs=test_id("next-case"))
+            VBtn("Next case", click=self.next_case, disabled=(BUSY,), raw_attrs=test_id("next-case"))
             VBtn(
                 "Approve",
                 click=self.approve_case,
-                disabled=(f"{busy} || !lls_page.case",),
+                disabled=(f"{BUSY} || !lls_page.case",),
                 color="primary",
                 classes="ml-2",
                 raw_attrs=test_id("approve-case"),
@@ -531,7 +532,7 @@ class LungLiverSegApp:
             VBtn(
                 "Skip",
                 click=(self.skip_case, "[lls_skip_reason]"),
-                disabled=(f"{busy} || !lls_page.case",),
+                disabled=(f"{BUSY} || !lls_page.case",),
                 raw_attrs=test_id("skip-case"),
             )
             html.Div(v_html="lls_page.effort_svg", classes="mt-2", raw_attrs=test_id("effort"))

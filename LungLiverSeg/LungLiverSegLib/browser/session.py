@@ -126,7 +126,8 @@ class AppSession:
     def _open_upload(self, files: list[dict[str, Any]]) -> None:
         if not isinstance(files, list) or not all(isinstance(item, dict) for item in files):
             raise AccessError("the upload is not a list of files")
-        check_upload_size(sum(len(_content(item)) for item in files), self.settings.max_upload_mb)
+        contents = [_content(item) for item in files]  # chunked uploads joined once
+        check_upload_size(sum(map(len, contents)), self.settings.max_upload_mb)
         if not files:
             raise AccessError("the upload holds no file")
         uploads = self.settings.work / UPLOADS_FOLDER
@@ -136,8 +137,8 @@ class AppSession:
             names = [upload_name(item.get("name")) for item in files]
             if len(set(names)) != len(names):
                 raise AccessError("the upload holds two files of the same name")
-            for name, item in zip(names, files, strict=True):
-                (folder / name).write_bytes(_content(item))
+            for name, content in zip(names, contents, strict=True):
+                (folder / name).write_bytes(content)
             path = folder / names[0] if len(names) == 1 and split_image_name(names[0])[1] else folder
             self._open(path, None, name=split_image_name(names[0])[0] if path != folder else "DICOM series")
         finally:

@@ -89,13 +89,14 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
 
 def describe(worklist: Worklist) -> str:
     """The ranked cases as a table, then the effort advice."""
-    from LungLiverSegLib.worklist.effort import advice, efforts
+    from LungLiverSegLib.worklist.effort import advice, case_effort, efforts
 
     cases = worklist.cases()
     rows = [["case", "state", "unsure", "changed mL", "model"]]
     for case in cases:
         unsure = "" if case.unsure_ratio is None else f"{case.unsure_ratio:.4f}"
-        changed = "" if not case.effort else f"{sum(v['changed_ml'] for v in case.effort.values()):.1f}"
+        effort = case_effort(case)
+        changed = "" if effort is None else f"{effort[0]:.1f}"
         rows.append([case.case_id, case.state, unsure, changed, case.model or ""])
     settings = worklist.settings()
     return (

@@ -17,7 +17,6 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from LungLiverSegLib.bundle.catalogue import find_model
@@ -33,7 +32,7 @@ from LungLiverSegLib.slicer_module.process import (
     ProgressUpdateCallback,
     child_environment,
 )
-from LungLiverSegLib.worklist.effort import advice, effort_svg, efforts
+from LungLiverSegLib.worklist.effort import advice, case_effort, effort_svg, efforts
 from LungLiverSegLib.worklist.store import IN_PROGRESS, UNCERTAINTY, Case, Worklist
 
 if TYPE_CHECKING:
@@ -218,17 +217,7 @@ class WorklistSession:
     def rows(self) -> list[dict[str, Any]]:
         """The ranked table: case, state, uncertainty, and the correction once approved (changed mL
         over all segments, mean Dice: the numbers of the effort curve)."""
-        return [
-            {
-                "case": case.case_id,
-                "state": case.state,
-                "unsure": case.unsure_ratio,
-                "changed_ml": sum(v["changed_ml"] for v in case.effort.values()) if case.effort else None,
-                "dice": fmean(v["dice"] for v in case.effort.values()) if case.effort else None,
-                "why": case.skip_reason or "",
-            }
-            for case in self._open_worklist().cases()
-        ]
+        return [_row(case) for case in self._open_worklist().cases()]
 
     def effort(self) -> tuple[str, str]:
         """The effort curve (SVG) and the advice line (when to retrain, whether it still helps)."""
@@ -245,3 +234,15 @@ class WorklistSession:
         if self.loaded is None:
             raise LungLiverSegError("no case in hand: click Next case first")
         return self.loaded
+
+
+def _row(case: Case) -> dict[str, Any]:
+    changed_ml, dice = case_effort(case) or (None, None)
+    return {
+        "case": case.case_id,
+        "state": case.state,
+        "unsure": case.unsure_ratio,
+        "changed_ml": changed_ml,
+        "dice": dice,
+        "why": case.skip_reason or "",
+    }

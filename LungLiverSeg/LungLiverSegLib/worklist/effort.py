@@ -46,21 +46,23 @@ class GenerationEffort:
     dice: float
 
 
+def case_effort(case: Case) -> tuple[float, float] | None:
+    """A case's correction: changed mL summed over its segments and their mean Dice (None when it
+    has no measured correction)."""
+    if not case.effort:
+        return None
+    values = case.effort.values()
+    return sum(float(v["changed_ml"]) for v in values), fmean(float(v["dice"]) for v in values)
+
+
 def efforts(cases: list[Case]) -> list[Effort]:
     """The approved cases with a measured correction, in the order they were approved (cases
     annotated from scratch have no proposal, hence no effort)."""
-    approved = sorted(
-        (c for c in cases if c.state == APPROVED and c.effort), key=lambda c: c.approved_at or ""
-    )
+    approved = sorted((c for c in cases if c.state == APPROVED), key=lambda c: c.approved_at or "")
     return [
-        Effort(
-            case.case_id,
-            case.generation,
-            sum(float(values["changed_ml"]) for values in case.effort.values()),
-            fmean(float(values["dice"]) for values in case.effort.values()),
-        )
+        Effort(case.case_id, case.generation, *effort)
         for case in approved
-        if case.effort
+        if (effort := case_effort(case)) is not None
     ]
 
 

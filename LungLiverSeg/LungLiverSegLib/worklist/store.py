@@ -13,6 +13,7 @@ Layout, beside ``<dataset>``: ``<dataset>.worklist/worklist.sqlite`` and ``propo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sqlite3
@@ -143,7 +144,7 @@ class Worklist:
         folder = worklist_folder(dataset_dir)
         (folder / PROPOSALS).mkdir(parents=True, exist_ok=True)
         images = Path(images).resolve()
-        with _transaction(folder / DATABASE):
+        with _transaction(folder / DATABASE, create=True):
             pass  # the database and its tables
         worklist = cls(dataset_dir)
         with worklist._write() as db:
@@ -165,10 +166,8 @@ class Worklist:
 
     def cases(self) -> list[Case]:
         """Every case, ranked: the order "Next case" follows (approved and skipped ones last)."""
-        settings = self.settings()
         with self._read() as db:
-            rows = db.execute("SELECT * FROM cases").fetchall()
-        return rank([_case(row) for row in rows], settings.strategy, settings.seed)
+            return _ranked_in(db)
 
     def case(self, case_id: str) -> Case:
         with self._read() as db:
@@ -220,19 +219,16 @@ class Worklist:
             ).fetchone()
             if mine is not None:
                 return _case(mine)
-            settings = _settings_in(db)
             # ranked among all cases, as ``cases()`` lists them (a seeded shuffle of only the
             # proposed ones would hand them out in another order than the list shows)
-            every = [_case(row) for row in db.execute("SELECT * FROM cases")]
-            ranked = rank(every, settings.strategy, settings.seed)
-            chosen = next((case for case in ranked if case.state == PROPOSED), None)
+            chosen = next((case for case in _ranked_in(db) if case.state == PROPOSED), None)
             if chosen is None:
                 return None
             db.execute(
                 "UPDATE cases SET state = ?, owner = ? WHERE case_id = ?",
                 (IN_PROGRESS, owner, chosen.case_id),
             )
-        return self.case(chosen.case_id)
+        return dataclasses.replace(chosen, state=IN_PROGRESS, owner=owner)
 
     def release(self, case_id: str, owner: str) -> None:
         """Give a claimed case back (the owner closed it without a decision)."""
@@ -316,11 +312,12 @@ def rank(cases: list[Case], strategy: str, seed: int) -> list[Case]:
     first (unsure ratio, then distance from the training images' intensities; unscored last), in
     folder order, or shuffled by ``seed`` (the same order every time); then approved and skipped."""
     order = {IN_PROGRESS: 0, PROPOSED: 1, NEW: 2, APPROVED: 3, SKIPPED: 4}
-    shuffled = list(range(len(cases)))
-    random.Random(seed).shuffle(shuffled)
-    random_rank = {
-        case.case_id: shuffled[i] for i, case in enumerate(sorted(cases, key=lambda c: c.position))
-    }
+    random_rank: dict[str, int] = {}
+    if strategy == RANDOM:
+        shuffled = list(range(len(cases)))
+        random.Random(seed).shuffle(shuffled)
+        in_folder_order = sorted(cases, key=lambda c: c.position)
+        random_rank = {case.case_id: shuffled[i] for i, case in enumerate(in_folder_order)}
 
     def key(case: Case) -> tuple[Any, ...]:
         if strategy == UNCERTAINTY:
@@ -340,15 +337,24 @@ def rank(cases: list[Case], strategy: str, seed: int) -> list[Case]:
     return sorted(cases, key=key)
 
 
+def _ranked_in(db: sqlite3.Connection) -> list[Case]:
+    """Every case, ranked by the worklist's strategy, read in the caller's transaction."""
+    settings = _settings_in(db)
+    return rank([_case(row) for row in db.execute("SELECT * FROM cases")], settings.strategy, settings.seed)
+
+
 @contextmanager
-def _transaction(path: Path, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-    """One connection, one transaction: committed on success, rolled back on any error."""
+def _transaction(path: Path, *, write: bool = True, create: bool = False) -> Iterator[sqlite3.Connection]:
+    """One connection, one transaction: committed on success, rolled back on any error. The
+    write-ahead log and the tables are set up once, by ``create`` (the journal mode stays with the
+    file); ``synchronous`` holds for one connection, so every connection sets it."""
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode = WAL")
+        if create:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(_SCHEMA)
         db.execute("PRAGMA synchronous = FULL")
-        db.executescript(_SCHEMA)
         db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield db
